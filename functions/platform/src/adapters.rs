@@ -1,0 +1,137 @@
+//! The adapters a deployment runs on, chosen from configuration once at init.
+//!
+//! On Lambda, what is not configured is reported as not configured. Under `celeriac dev`
+//! ([`Defaults::Embedded`]) what is not configured is replaced by its embedded default:
+//! the in-memory store, the in-process queue, the in-memory database and the local LLM
+//! engine. Setting `REDIS_URL`, `DATABASE_URL`, `TASK_QUEUE_URL` or `LLM_PROVIDER` switches
+//! either one to the real adapter.
+
+use std::sync::Arc;
+
+use celeriac_db::{PgPool, PgProbe};
+use celeriac_kv::{KvProbe, MemoryKv, RedisKv, SharedKv};
+use celeriac_llm::BedrockProbe;
+use celeriac_platform::Config;
+use celeriac_platform::config::{LlmConfig, QueueConfig};
+use celeriac_platform::health::{Embedded, HealthCheck, Probe};
+use celeriac_tasks::SqsProbe;
+
+/// What stands in for a component that is not configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defaults {
+    /// Nothing: the component is absent (a Lambda function).
+    NotConfigured,
+    /// The embedded adapter (the dev runner).
+    Embedded,
+}
+
+/// The database a deployment uses.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// The in-memory adapters of each app's repositories.
+    Memory,
+}
+
+/// Every adapter a function may use, opened once per execution environment.
+#[derive(Debug, Clone)]
+pub struct Adapters {
+    /// Key-value store (Redis or memory).
+    pub kv: Option<SharedKv>,
+    /// Database.
+    pub database: Option<Database>,
+    queue_probe: Option<Arc<dyn Probe>>,
+    llm_probe: Option<Arc<dyn Probe>>,
+}
+
+impl Adapters {
+    /// Opens what `config` names (connections are opened and checked now, so requests do not
+    /// pay for them) and fills the rest according to `defaults`. Fails only on configuration
+    /// errors; a dependency that is down is reported by health and retried on use.
+    pub async fn open(config: &Config, defaults: Defaults) -> anyhow::Result<Self> {
+        let embedded = defaults == Defaults::Embedded;
+        let kv: Option<SharedKv> = match &config.redis {
+            Some(redis) => Some(Arc::new(RedisKv::open(redis).await?)),
+            None if embedded => Some(Arc::new(MemoryKv::new())),
+            None => None,
+        };
+        let database = match &config.database {
+            Some(db) => Some(Database::Postgres(celeriac_db::connect(db).await?)),
+            None if embedded => Some(Database::Memory),
+            None => None,
+        };
+        // The SDK config is loaded only when an AWS client is needed: it costs init time.
+        let needs_aws = matches!(config.queue, QueueConfig::Sqs { .. })
+            || matches!(config.llm, LlmConfig::Bedrock { .. });
+        let sdk = if needs_aws {
+            Some(celeriac_platform::aws::load().await)
+        } else {
+            None
+        };
+        let queue_probe: Option<Arc<dyn Probe>> = match (&config.queue, &sdk, &kv) {
+            (QueueConfig::Sqs { queue_url }, Some(sdk), _) => {
+                Some(Arc::new(SqsProbe::new(sdk, queue_url.clone())))
+            }
+            (QueueConfig::RedisStreams, _, Some(kv)) => Some(Arc::new(KvProbe(kv.clone()))),
+            (QueueConfig::InProcess, _, _) => Some(Arc::new(Embedded("inprocess"))),
+            (QueueConfig::None, _, _) if embedded => Some(Arc::new(Embedded("inprocess"))),
+            _ => None,
+        };
+        let llm_probe: Option<Arc<dyn Probe>> = match (&config.llm, &sdk) {
+            (LlmConfig::Bedrock { model_id }, Some(sdk)) => {
+                Some(Arc::new(BedrockProbe::new(sdk, model_id.clone())))
+            }
+            (LlmConfig::Local, _) => Some(Arc::new(Embedded("local"))),
+            (LlmConfig::None, _) if embedded => Some(Arc::new(Embedded("local"))),
+            _ => None,
+        };
+        Ok(Self {
+            kv,
+            database,
+            queue_probe,
+            llm_probe,
+        })
+    }
+
+    /// Adapters from parts, for tests and for the dev runner's own wiring.
+    pub fn from_parts(
+        kv: Option<SharedKv>,
+        database: Option<Database>,
+        queue_probe: Option<Arc<dyn Probe>>,
+        llm_probe: Option<Arc<dyn Probe>>,
+    ) -> Self {
+        Self {
+            kv,
+            database,
+            queue_probe,
+            llm_probe,
+        }
+    }
+
+    /// The PostgreSQL pool, when the database is PostgreSQL.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.database {
+            Some(Database::Postgres(pool)) => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// The health check over database, redis, queue and llm.
+    pub fn health_check(&self, config: &Config) -> HealthCheck {
+        let database: Option<Arc<dyn Probe>> = match &self.database {
+            Some(Database::Postgres(pool)) => Some(Arc::new(PgProbe(pool.clone()))),
+            Some(Database::Memory) => Some(Arc::new(Embedded("memory"))),
+            None => None,
+        };
+        let redis: Option<Arc<dyn Probe>> = self
+            .kv
+            .as_ref()
+            .map(|kv| Arc::new(KvProbe(kv.clone())) as Arc<dyn Probe>);
+        HealthCheck::new(config.health_timeout)
+            .component("database", database)
+            .component("redis", redis)
+            .component("queue", self.queue_probe.clone())
+            .component("llm", self.llm_probe.clone())
+    }
+}

@@ -1,0 +1,115 @@
+//! Test support shared by every crate's tests.
+//!
+//! `infra/standins up` starts real services on free loopback ports and writes their
+//! addresses to `.standins/env` (`CELERIAC_TEST_*` variables). Tests read them through
+//! [`standin`]. Without them a test that needs a service is skipped with a message, so
+//! `cargo test` works on a bare checkout; with `CELERIAC_REQUIRE_STANDINS=1` (set by the
+//! README's test command) a missing service fails the test instead, so CI cannot pass by
+//! skipping.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use celeriac_platform::config::{RedisConfig, RedisTopology};
+use secrecy::SecretString;
+
+/// The repository root (this crate lives in `shared/testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn env_file() -> &'static HashMap<String, String> {
+    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::var("CELERIAC_STANDINS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".standins"));
+        std::fs::read_to_string(dir.join("env"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            .collect()
+    })
+}
+
+/// Whether a missing stand-in is a failure rather than a skip.
+pub fn standins_required() -> bool {
+    std::env::var("CELERIAC_REQUIRE_STANDINS").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The stand-in setting `key` (e.g. `CELERIAC_TEST_REDIS_URL`), from the process
+/// environment or the stand-ins' env file. `None` means "skip": the caller returns early.
+/// Panics when stand-ins are required and the key is missing.
+pub fn standin(key: &str) -> Option<String> {
+    let value = std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| env_file().get(key).cloned().filter(|v| !v.is_empty()));
+    if value.is_none() {
+        assert!(
+            !standins_required(),
+            "{key} is not set: start the stand-ins with `infra/standins up`"
+        );
+        eprintln!("skipped: {key} is not set (run `infra/standins up` to include this test)");
+    }
+    value
+}
+
+fn redis(topology: RedisTopology, ca_file: Option<PathBuf>) -> RedisConfig {
+    RedisConfig {
+        topology,
+        ca_file,
+        response_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+/// The single-node stand-in.
+pub fn redis_single() -> Option<RedisConfig> {
+    let url = standin("CELERIAC_TEST_REDIS_URL")?;
+    Some(redis(RedisTopology::Single(SecretString::from(url)), None))
+}
+
+/// The 3-node cluster stand-in.
+pub fn redis_cluster() -> Option<RedisConfig> {
+    let nodes = standin("CELERIAC_TEST_REDIS_CLUSTER_NODES")?;
+    let nodes = nodes
+        .split(',')
+        .map(|n| SecretString::from(n.trim().to_owned()))
+        .collect();
+    Some(redis(RedisTopology::Cluster(nodes), None))
+}
+
+/// The TLS stand-in, trusted through the CA the stand-ins script generated.
+pub fn redis_tls() -> Option<RedisConfig> {
+    let url = standin("CELERIAC_TEST_REDIS_TLS_URL")?;
+    let ca = standin("CELERIAC_TEST_REDIS_TLS_CA")?;
+    Some(redis(
+        RedisTopology::Single(SecretString::from(url)),
+        Some(PathBuf::from(ca)),
+    ))
+}
+
+/// A loopback address where nothing listens, for "the service is down" tests.
+pub fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    addr.to_string()
+}
+
+/// A prefix that keeps one test's keys apart from every other run's.
+pub fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("test:{test}:{}:{nanos}", std::process::id())
+}
