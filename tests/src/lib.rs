@@ -1,1 +1,1 @@
-//! placeholder
+//! System tests live in `tests/`; this library is empty on purpose.

@@ -65,7 +65,7 @@ impl Adapters {
         let needs_aws = matches!(config.queue, QueueConfig::Sqs { .. })
             || matches!(config.llm, LlmConfig::Bedrock { .. });
         let sdk = if needs_aws {
-            Some(celeriac_platform::aws::load().await)
+            Some(celeriac_platform::aws::load().await?)
         } else {
             None
         };

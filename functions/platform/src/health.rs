@@ -43,7 +43,10 @@ mod tests {
     use super::*;
 
     fn event(name: &str) -> http::Request<Body> {
-        let path = format!("{}/../../events/health/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../events/health/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let json = std::fs::read_to_string(&path).expect("events/ sample");
         lambda_http::request::from_str(&json)
             .expect("API Gateway event")
@@ -54,7 +57,9 @@ mod tests {
         let app = celeriac_platform::http::app(router(check), &HttpConfig::default());
         let response = app.oneshot(event(name)).await.expect("response");
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
         (status, serde_json::from_slice(&bytes).expect("json"))
     }
 

@@ -56,19 +56,29 @@ async fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, Db
             // sqlx's message may quote the URL: say only that it is malformed.
             .map_err(|_| DbError::Config("DATABASE_URL is not a valid PostgreSQL URL".into())),
         DatabaseSource::SecretArn(arn) => {
-            let sdk = celeriac_platform::aws::load().await;
+            let sdk = celeriac_platform::aws::load()
+                .await
+                .map_err(|e| DbError::Config(e.to_string()))?;
             let client = aws_sdk_secretsmanager::Client::new(&sdk);
             let value = client
                 .get_secret_value()
                 .secret_id(arn)
                 .send()
                 .await
-                .map_err(|e| DbError::Unavailable(format!("reading the database secret: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))))?;
+                .map_err(|e| {
+                    DbError::Unavailable(format!(
+                        "reading the database secret: {}",
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    ))
+                })?;
             let raw = value
                 .secret_string()
                 .ok_or_else(|| DbError::Config("the database secret has no SecretString".into()))?;
             let secret: RdsSecret = serde_json::from_str(raw).map_err(|e| {
-                DbError::Config(format!("the database secret is not RDS-style JSON: {}", e.classify_name()))
+                DbError::Config(format!(
+                    "the database secret is not RDS-style JSON: {}",
+                    e.classify_name()
+                ))
             })?;
             let mut options = PgConnectOptions::new()
                 .host(&secret.host)
@@ -111,7 +121,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .connect_lazy_with(options);
     match tokio::time::timeout(config.connect_timeout, pool.acquire()).await {
         Ok(Ok(_conn)) => tracing::info!("database connected"),
-        Ok(Err(err)) => tracing::warn!(error = %err, "database not reachable at init; will retry on use"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "database not reachable at init; will retry on use")
+        }
         Err(_) => tracing::warn!("database did not answer at init; will retry on use"),
     }
     Ok(pool)

@@ -16,7 +16,9 @@ fn config(url: String) -> DatabaseConfig {
 
 #[tokio::test]
 async fn migrations_apply_twice_and_the_probe_answers() {
-    let Some(url) = celeriac_testkit::standin("CELERIAC_TEST_DATABASE_URL") else { return };
+    let Some(url) = celeriac_testkit::standin("CELERIAC_TEST_DATABASE_URL") else {
+        return;
+    };
     let pool = connect(&config(url)).await.expect("connect");
     migrate(&pool).await.expect("first run");
     migrate(&pool).await.expect("second run is a no-op");
@@ -32,7 +34,10 @@ async fn migrations_apply_twice_and_the_probe_answers() {
 
 #[tokio::test]
 async fn a_database_that_is_down_fails_the_probe_with_a_reason() {
-    let url = format!("postgres://nobody:pw@{}/none", celeriac_testkit::dead_address());
+    let url = format!(
+        "postgres://nobody:pw@{}/none",
+        celeriac_testkit::dead_address()
+    );
     let mut cfg = config(url);
     cfg.connect_timeout = Duration::from_millis(500);
     let pool = connect(&cfg).await.expect("opens lazily");

@@ -42,7 +42,7 @@ impl Inner {
 
     fn wrote(&mut self, now: Instant) {
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.entries.retain(|_, e| e.live(now));
         }
     }
@@ -63,7 +63,9 @@ impl MemoryKv {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave an entry half-written (every update
         // is a single map operation), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -137,9 +139,9 @@ impl KeyValue for MemoryKv {
                     .ok_or_else(|| {
                         KvError::Rejected("value is not an integer or out of range".into())
                     })?;
-                let next = current
-                    .checked_add(by)
-                    .ok_or_else(|| KvError::Rejected("increment or decrement would overflow".into()))?;
+                let next = current.checked_add(by).ok_or_else(|| {
+                    KvError::Rejected("increment or decrement would overflow".into())
+                })?;
                 entry.value = next.to_string().into_bytes();
                 if entry.expires_at.is_none() {
                     entry.expires_at = deadline(now, ttl);

@@ -66,6 +66,8 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
+// One per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Single(redis::Client),
     Cluster(redis::cluster::ClusterClient),
@@ -98,7 +100,9 @@ pub struct RedisKv {
 
 impl std::fmt::Debug for RedisKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisKv").field("adapter", &self.adapter()).finish()
+        f.debug_struct("RedisKv")
+            .field("adapter", &self.adapter())
+            .finish()
     }
 }
 
@@ -109,7 +113,15 @@ fn unavailable(err: &redis::RedisError) -> KvError {
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_cluster_error()
-        || matches!(err.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain | redis::ServerErrorKind::ClusterDown | redis::ServerErrorKind::MasterDown))
+        || matches!(
+            err.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::BusyLoading
+                    | redis::ServerErrorKind::TryAgain
+                    | redis::ServerErrorKind::ClusterDown
+                    | redis::ServerErrorKind::MasterDown
+            )
+        )
     {
         KvError::Unavailable(err.to_string())
     } else {
@@ -124,10 +136,12 @@ impl RedisKv {
         let certs = match &config.ca_file {
             Some(path) => Some(TlsCertificates {
                 client_tls: None,
-                root_cert: Some(std::fs::read(path).map_err(|source| RedisSetupError::CaFile {
-                    path: path.display().to_string(),
-                    source,
-                })?),
+                root_cert: Some(
+                    std::fs::read(path).map_err(|source| RedisSetupError::CaFile {
+                        path: path.display().to_string(),
+                        source,
+                    })?,
+                ),
             }),
             None => None,
         };
@@ -141,12 +155,11 @@ impl RedisKv {
                 })
             }
             RedisTopology::Cluster(nodes) => {
-                let mut builder = ClusterClientBuilder::new(
-                    nodes.iter().map(|n| n.expose_secret().to_owned()),
-                )
-                .connection_timeout(config.connect_timeout)
-                .response_timeout(config.response_timeout)
-                .retries(2);
+                let mut builder =
+                    ClusterClientBuilder::new(nodes.iter().map(|n| n.expose_secret().to_owned()))
+                        .connection_timeout(config.connect_timeout)
+                        .response_timeout(config.response_timeout)
+                        .retries(2);
                 if let Some(certs) = certs {
                     builder = builder.certs(certs);
                 }
@@ -161,7 +174,9 @@ impl RedisKv {
         };
         match kv.ping().await {
             Ok(()) => tracing::info!(adapter = kv.adapter(), "redis connected"),
-            Err(err) => tracing::warn!(adapter = kv.adapter(), error = %err, "redis not reachable at init; will retry on use"),
+            Err(err) => {
+                tracing::warn!(adapter = kv.adapter(), error = %err, "redis not reachable at init; will retry on use")
+            }
         }
         Ok(kv)
     }
@@ -184,7 +199,9 @@ impl RedisKv {
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<RedisConnection>> {
-        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn current(&self) -> Option<RedisConnection> {
@@ -216,7 +233,9 @@ impl RedisKv {
     /// Runs one command on the shared connection.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, KvError> {
         let mut conn = self.connection().await?;
-        cmd.query_async(&mut conn).await.map_err(|e| unavailable(&e))
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
     }
 }
 
@@ -275,7 +294,10 @@ impl KeyValue for RedisKv {
         if let Some(ttl) = ttl {
             pipe.cmd("PEXPIRE").arg(key).arg(px(ttl)).arg("NX").ignore();
         }
-        let (value,): (i64,) = pipe.query_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        let (value,): (i64,) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
         Ok(value)
     }
 
@@ -290,7 +312,9 @@ impl KeyValue for RedisKv {
         if reply == "PONG" {
             Ok(())
         } else {
-            Err(KvError::Rejected(format!("unexpected PING reply {reply:?}")))
+            Err(KvError::Rejected(format!(
+                "unexpected PING reply {reply:?}"
+            )))
         }
     }
 }

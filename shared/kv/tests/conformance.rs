@@ -20,16 +20,27 @@ async fn roundtrip(kv: SharedKv, p: String) {
     assert_eq!(kv.get(&key).await.expect("get"), None);
     let value = [0u8, 159, 146, 150, b'x'];
     kv.set(&key, &value, None).await.expect("set");
-    assert_eq!(kv.get(&key).await.expect("get").as_deref(), Some(&value[..]));
+    assert_eq!(
+        kv.get(&key).await.expect("get").as_deref(),
+        Some(&value[..])
+    );
     kv.set(&key, b"second", None).await.expect("overwrite");
-    assert_eq!(kv.get(&key).await.expect("get").as_deref(), Some(&b"second"[..]));
+    assert_eq!(
+        kv.get(&key).await.expect("get").as_deref(),
+        Some(&b"second"[..])
+    );
 }
 
 async fn ttl_and_expiry(kv: SharedKv, p: String) {
     let key = format!("{p}:ttl");
-    kv.set(&key, b"v", Some(Duration::from_secs(30))).await.expect("set");
+    kv.set(&key, b"v", Some(Duration::from_secs(30)))
+        .await
+        .expect("set");
     let left = kv.ttl(&key).await.expect("ttl").expect("has a ttl");
-    assert!(left <= Duration::from_secs(30) && left > Duration::from_secs(25), "{left:?}");
+    assert!(
+        left <= Duration::from_secs(30) && left > Duration::from_secs(25),
+        "{left:?}"
+    );
 
     // A plain SET drops the old TTL, as Redis does.
     kv.set(&key, b"v2", None).await.expect("set");
@@ -37,26 +48,51 @@ async fn ttl_and_expiry(kv: SharedKv, p: String) {
     assert_eq!(kv.ttl(&format!("{p}:absent")).await.expect("ttl"), None);
 
     let short = format!("{p}:short");
-    kv.set(&short, b"v", Some(Duration::from_millis(50))).await.expect("set");
+    kv.set(&short, b"v", Some(Duration::from_millis(50)))
+        .await
+        .expect("set");
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(kv.get(&short).await.expect("get"), None, "expired keys are gone");
+    assert_eq!(
+        kv.get(&short).await.expect("get"),
+        None,
+        "expired keys are gone"
+    );
 }
 
 async fn set_if_absent(kv: SharedKv, p: String) {
     let key = format!("{p}:lock");
-    assert!(kv.set_if_absent(&key, b"first", Some(Duration::from_secs(30))).await.expect("nx"));
+    assert!(
+        kv.set_if_absent(&key, b"first", Some(Duration::from_secs(30)))
+            .await
+            .expect("nx")
+    );
     assert!(!kv.set_if_absent(&key, b"second", None).await.expect("nx"));
-    assert_eq!(kv.get(&key).await.expect("get").as_deref(), Some(&b"first"[..]));
+    assert_eq!(
+        kv.get(&key).await.expect("get").as_deref(),
+        Some(&b"first"[..])
+    );
     assert!(kv.ttl(&key).await.expect("ttl").is_some());
 
     assert!(kv.delete(&key).await.expect("delete"));
     assert!(!kv.delete(&key).await.expect("delete again"));
-    assert!(kv.set_if_absent(&key, b"third", None).await.expect("nx after delete"));
+    assert!(
+        kv.set_if_absent(&key, b"third", None)
+            .await
+            .expect("nx after delete")
+    );
 
     let expiring = format!("{p}:expiring");
-    assert!(kv.set_if_absent(&expiring, b"1", Some(Duration::from_millis(50))).await.expect("nx"));
+    assert!(
+        kv.set_if_absent(&expiring, b"1", Some(Duration::from_millis(50)))
+            .await
+            .expect("nx")
+    );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(kv.set_if_absent(&expiring, b"2", None).await.expect("nx after expiry"));
+    assert!(
+        kv.set_if_absent(&expiring, b"2", None)
+            .await
+            .expect("nx after expiry")
+    );
 }
 
 async fn exactly_one_winner(kv: SharedKv, p: String) {
@@ -64,20 +100,44 @@ async fn exactly_one_winner(kv: SharedKv, p: String) {
     let attempts = (0..50).map(|i| {
         let kv = kv.clone();
         let key = key.clone();
-        async move { kv.set_if_absent(&key, i.to_string().as_bytes(), Some(Duration::from_secs(30))).await }
+        async move {
+            kv.set_if_absent(
+                &key,
+                i.to_string().as_bytes(),
+                Some(Duration::from_secs(30)),
+            )
+            .await
+        }
     });
     let results = futures::future::join_all(attempts).await;
-    let winners = results.into_iter().filter(|r| *r.as_ref().expect("nx")).count();
+    let winners = results
+        .into_iter()
+        .filter(|r| *r.as_ref().expect("nx"))
+        .count();
     assert_eq!(winners, 1);
 }
 
 async fn counters(kv: SharedKv, p: String) {
     let key = format!("{p}:count");
-    assert_eq!(kv.increment(&key, 1, Some(Duration::from_secs(10))).await.expect("incr"), 1);
-    assert_eq!(kv.increment(&key, 5, Some(Duration::from_secs(100))).await.expect("incr"), 6);
+    assert_eq!(
+        kv.increment(&key, 1, Some(Duration::from_secs(10)))
+            .await
+            .expect("incr"),
+        1
+    );
+    assert_eq!(
+        kv.increment(&key, 5, Some(Duration::from_secs(100)))
+            .await
+            .expect("incr"),
+        6
+    );
     assert_eq!(kv.increment(&key, -2, None).await.expect("decr"), 4);
     // The window is fixed by the first increment: the later, longer TTL did not extend it.
-    let left = kv.ttl(&key).await.expect("ttl").expect("ttl set by first increment");
+    let left = kv
+        .ttl(&key)
+        .await
+        .expect("ttl")
+        .expect("ttl set by first increment");
     assert!(left <= Duration::from_secs(10), "{left:?}");
 
     let concurrent = (0..40).map(|_| {
@@ -88,11 +148,20 @@ async fn counters(kv: SharedKv, p: String) {
     for r in futures::future::join_all(concurrent).await {
         r.expect("incr");
     }
-    assert_eq!(kv.get(&format!("{p}:concurrent")).await.expect("get").as_deref(), Some(&b"40"[..]));
+    assert_eq!(
+        kv.get(&format!("{p}:concurrent"))
+            .await
+            .expect("get")
+            .as_deref(),
+        Some(&b"40"[..])
+    );
 
     let text = format!("{p}:text");
     kv.set(&text, b"not a number", None).await.expect("set");
-    let err = kv.increment(&text, 1, None).await.expect_err("not an integer");
+    let err = kv
+        .increment(&text, 1, None)
+        .await
+        .expect_err("not an integer");
     assert!(matches!(err, KvError::Rejected(_)), "{err:?}");
     assert!(!err.is_retryable());
 }
@@ -100,12 +169,20 @@ async fn counters(kv: SharedKv, p: String) {
 async fn many_keys_across_slots(kv: SharedKv, p: String) {
     // On the cluster these land on different nodes; hash-tagged ones share a slot.
     for i in 0..30 {
-        kv.set(&format!("{p}:spread:{i}"), i.to_string().as_bytes(), Some(Duration::from_secs(30)))
-            .await
-            .expect("set");
-        kv.set(&format!("{{{p}:tag}}:{i}"), b"t", Some(Duration::from_secs(30)))
-            .await
-            .expect("set tagged");
+        kv.set(
+            &format!("{p}:spread:{i}"),
+            i.to_string().as_bytes(),
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .expect("set");
+        kv.set(
+            &format!("{{{p}:tag}}:{i}"),
+            b"t",
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .expect("set tagged");
     }
     for i in 0..30 {
         let v = kv.get(&format!("{p}:spread:{i}")).await.expect("get");
@@ -142,12 +219,16 @@ conformance! {
 #[tokio::test]
 async fn redis_down_is_unavailable_not_a_crash() {
     let config = RedisConfig {
-        topology: RedisTopology::Single(format!("redis://{}", celeriac_testkit::dead_address()).into()),
+        topology: RedisTopology::Single(
+            format!("redis://{}", celeriac_testkit::dead_address()).into(),
+        ),
         ca_file: None,
         response_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_millis(300),
     };
-    let kv = RedisKv::open(&config).await.expect("opens without a server");
+    let kv = RedisKv::open(&config)
+        .await
+        .expect("opens without a server");
     let err = kv.get("anything").await.expect_err("nothing listens");
     assert!(err.is_retryable(), "{err:?}");
     assert!(kv.ping().await.is_err());

@@ -1,7 +1,9 @@
 //! Amazon Bedrock through the Converse API.
 
 use async_trait::async_trait;
-use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, InferenceConfiguration, Message};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, InferenceConfiguration, Message,
+};
 use celeriac_platform::health::{Probe, ProbeError};
 
 /// Health probe: the model answers a one-token Converse call (the cheapest call that
@@ -42,6 +44,8 @@ impl Probe for BedrockProbe {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| ProbeError(aws_sdk_bedrockruntime::error::DisplayErrorContext(e).to_string()))
+            .map_err(|e| {
+                ProbeError(aws_sdk_bedrockruntime::error::DisplayErrorContext(e).to_string())
+            })
     }
 }

@@ -238,7 +238,9 @@ fn redis_config(env: &impl EnvSource) -> Result<Option<RedisConfig>, ConfigError
                 .filter(|n| !n.is_empty())
                 .map(|n| SecretString::from(n.to_owned()))
                 .collect();
-            nodes.iter().try_for_each(|n| check_redis_url("REDIS_CLUSTER_NODES", n))?;
+            nodes
+                .iter()
+                .try_for_each(|n| check_redis_url("REDIS_CLUSTER_NODES", n))?;
             RedisTopology::Cluster(nodes)
         }
         (None, Some(url)) => {
@@ -265,7 +267,10 @@ fn check_redis_url(key: &'static str, url: &SecretString) -> Result<(), ConfigEr
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         Ok(())
     } else {
-        Err(ConfigError::new(key, "must start with redis:// or rediss://"))
+        Err(ConfigError::new(
+            key,
+            "must start with redis:// or rediss://",
+        ))
     }
 }
 
@@ -305,7 +310,12 @@ fn parse_or<T: std::str::FromStr>(
 }
 
 fn parse_bool(env: &impl EnvSource, key: &'static str) -> Result<bool, ConfigError> {
-    match env.var(key).as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match env
+        .var(key)
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("0" | "false" | "no") => Ok(false),
         Some("1" | "true" | "yes") => Ok(true),
         Some(other) => Err(ConfigError::new(
@@ -354,7 +364,10 @@ mod tests {
     #[test]
     fn cluster_from_node_list_or_flag() {
         let cfg = Config::from_source(
-            &env(&[("REDIS_CLUSTER_NODES", "redis://a:1, redis://b:2,redis://c:3")]),
+            &env(&[(
+                "REDIS_CLUSTER_NODES",
+                "redis://a:1, redis://b:2,redis://c:3",
+            )]),
             "x",
         )
         .expect("valid");
@@ -368,7 +381,10 @@ mod tests {
         assert_eq!(nodes.len(), 3);
 
         let cfg = Config::from_source(
-            &env(&[("REDIS_URL", "rediss://cfg.example:6379"), ("REDIS_CLUSTER", "true")]),
+            &env(&[
+                ("REDIS_URL", "rediss://cfg.example:6379"),
+                ("REDIS_CLUSTER", "true"),
+            ]),
             "x",
         )
         .expect("valid");

@@ -155,7 +155,11 @@ impl IntoResponse for Error {
 impl From<&Error> for lambda_runtime::Diagnostic {
     fn from(err: &Error) -> Self {
         // error_type is what CloudWatch groups failures by: the code, and whether a retry helps.
-        let retry = if err.is_retryable() { "Retryable" } else { "Permanent" };
+        let retry = if err.is_retryable() {
+            "Retryable"
+        } else {
+            "Permanent"
+        };
         lambda_runtime::Diagnostic {
             error_type: format!("{retry}.{}", err.code()),
             error_message: match err {

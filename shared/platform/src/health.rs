@@ -149,7 +149,10 @@ impl HealthCheck {
                 },
             )
         });
-        let components: BTreeMap<_, _> = futures::future::join_all(checks).await.into_iter().collect();
+        let components: BTreeMap<_, _> = futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect();
         let healthy = components
             .values()
             .all(|c| c.status != ComponentStatus::Error);
@@ -200,7 +203,10 @@ mod tests {
             .report()
             .await;
         assert!(report.is_healthy());
-        assert_eq!(report.components["database"].status, ComponentStatus::NotConfigured);
+        assert_eq!(
+            report.components["database"].status,
+            ComponentStatus::NotConfigured
+        );
         assert_eq!(report.components["redis"].adapter, Some("memory"));
     }
 
@@ -240,7 +246,10 @@ mod tests {
             .await;
         assert!(!report.is_healthy());
         assert_eq!(report.status, "degraded");
-        assert_eq!(report.components["redis"].error.as_deref(), Some("connection refused"));
+        assert_eq!(
+            report.components["redis"].error.as_deref(),
+            Some("connection refused")
+        );
         assert_eq!(
             report.components["database"].error.as_deref(),
             Some("no answer within 200 ms")

@@ -61,7 +61,7 @@ fn strip_stage_prefix(mut request: Request) -> Request {
     let prefix = format!("/{stage}");
     let path = request.uri().path();
     let rest = match path.strip_prefix(&prefix) {
-        Some(rest) if rest.is_empty() => "/".to_owned(),
+        Some("") => "/".to_owned(),
         Some(rest) if rest.starts_with('/') => rest.to_owned(),
         _ => return request,
     };
@@ -140,7 +140,11 @@ async fn time_response(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(RESPONSE_TIME_HEADER, value);
     }
-    tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1000.0, status = response.status().as_u16(), "served");
+    tracing::info!(
+        elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+        status = response.status().as_u16(),
+        "served"
+    );
     response
 }
 
@@ -157,7 +161,10 @@ async fn limit_body(State(limit): State<usize>, request: Request, next: Next) ->
     // read here with the limit; handlers then never see an oversized body.
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(_) => Error::PayloadTooLarge { limit }.into_response(),
     }
 }
@@ -172,18 +179,29 @@ mod tests {
         let routes = Router::new()
             .route("/api/health/", get(|| async { "ok" }))
             .route("/echo", post(|body: String| async move { body }));
-        app(routes, &HttpConfig { body_limit_bytes: 16 })
+        app(
+            routes,
+            &HttpConfig {
+                body_limit_bytes: 16,
+            },
+        )
     }
 
     #[tokio::test]
     async fn every_response_has_request_id_and_response_time() {
         let response = test_app()
-            .oneshot(Request::get("/api/health/").body(Body::empty()).expect("request"))
+            .oneshot(
+                Request::get("/api/health/")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
             .await
             .expect("response");
         assert_eq!(response.status(), 200);
         assert!(response.headers().contains_key(REQUEST_ID_HEADER));
-        let time = response.headers()[RESPONSE_TIME_HEADER].to_str().expect("ascii");
+        let time = response.headers()[RESPONSE_TIME_HEADER]
+            .to_str()
+            .expect("ascii");
         assert!(time.ends_with("ms"), "{time}");
     }
 
@@ -220,7 +238,9 @@ mod tests {
             .expect("response");
         assert_eq!(response.status(), 404);
         assert!(response.headers().contains_key(RESPONSE_TIME_HEADER));
-        let bytes = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+        let bytes = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
         let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(json["error"]["code"], "not_found");
     }
@@ -239,13 +259,21 @@ mod tests {
         assert_eq!(response.status(), 413);
 
         let response = test_app()
-            .oneshot(Request::post("/echo").body(Body::from("y".repeat(40))).expect("request"))
+            .oneshot(
+                Request::post("/echo")
+                    .body(Body::from("y".repeat(40)))
+                    .expect("request"),
+            )
             .await
             .expect("response");
         assert_eq!(response.status(), 413);
 
         let response = test_app()
-            .oneshot(Request::post("/echo").body(Body::from("small")).expect("request"))
+            .oneshot(
+                Request::post("/echo")
+                    .body(Body::from("small"))
+                    .expect("request"),
+            )
             .await
             .expect("response");
         assert_eq!(response.status(), 200);
@@ -256,7 +284,11 @@ mod tests {
         let event = include_str!("../tests/apigw-v2-staged.json");
         let request = lambda_http::request::from_str(event).expect("event");
         let request = request.map(|b| Body::from(b.to_vec()));
-        assert!(request.uri().path().starts_with("/prod/"), "{}", request.uri());
+        assert!(
+            request.uri().path().starts_with("/prod/"),
+            "{}",
+            request.uri()
+        );
         let response = test_app().oneshot(request).await.expect("response");
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()[REQUEST_ID_HEADER], "staged-req-1");

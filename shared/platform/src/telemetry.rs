@@ -42,10 +42,11 @@ impl LogSettings {
             _ => LogFormat::Text,
         };
         // Lambda's levels are TRACE..FATAL; tracing has no FATAL, ERROR is the nearest.
-        let lambda_level = var("AWS_LAMBDA_LOG_LEVEL").map(|l| match l.to_ascii_lowercase().as_str() {
-            "fatal" => "error".to_owned(),
-            other => other.to_owned(),
-        });
+        let lambda_level =
+            var("AWS_LAMBDA_LOG_LEVEL").map(|l| match l.to_ascii_lowercase().as_str() {
+                "fatal" => "error".to_owned(),
+                other => other.to_owned(),
+            });
         // Noisy dependencies stay at warn unless asked for explicitly through RUST_LOG.
         let quiet = "h2=warn,hyper=warn,hyper_util=warn,rustls=warn,aws_smithy_runtime=warn,aws_config=warn,sqlx=warn";
         let filter = var("RUST_LOG")
@@ -54,7 +55,9 @@ impl LogSettings {
         Self {
             format,
             filter,
-            ansi: !on_lambda && format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ansi: !on_lambda
+                && format == LogFormat::Text
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
     }
 }

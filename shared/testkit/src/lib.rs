@@ -113,3 +113,98 @@ pub fn unique_prefix(test: &str) -> String {
         .unwrap_or_default();
     format!("test:{test}:{}:{nanos}", std::process::id())
 }
+
+/// A binary of this workspace, built by `cargo build --workspace --bins` into the same
+/// target directory as the running test (`CELERIAC_BIN_DIR` overrides the directory).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let dir = std::env::var("CELERIAC_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            // The test runs from target/<profile>/deps/<test>; binaries sit in target/<profile>.
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from("target/debug"))
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (free when asked; the caller binds it right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `celeriac dev`, stopped when dropped.
+#[derive(Debug)]
+pub struct DevServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    log: PathBuf,
+}
+
+impl DevServer {
+    /// Starts `celeriac dev` on a free port with exactly `env` (plus PATH and HOME), so the
+    /// caller's environment cannot switch adapters behind the test's back.
+    pub fn start(env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("celeriac-dev-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = std::process::Command::new(workspace_binary("celeriac"));
+        cmd.args(["dev", "--port", &port.to_string()])
+            .env_clear()
+            .envs(
+                ["PATH", "HOME"]
+                    .iter()
+                    .filter_map(|k| Some((*k, std::env::var(k).ok()?))),
+            )
+            .env("RUST_LOG", "info")
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn celeriac dev");
+        let mut server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_ready(port);
+        server
+    }
+
+    fn wait_ready(&mut self, port: u16) {
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("celeriac dev exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("celeriac dev did not listen within 15 s:\n{}", self.log());
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

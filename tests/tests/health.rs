@@ -1,0 +1,156 @@
+//! `GET /api/health/` through `celeriac dev`, as a user reaches it: on embedded defaults,
+//! on the real stand-ins, and with Redis down or hanging.
+
+use celeriac_testkit::{DevServer, standin};
+use serde_json::Value;
+
+async fn health(server: &DevServer) -> (u16, Value) {
+    let response = reqwest::get(format!("{}/api/health/", server.url))
+        .await
+        .unwrap_or_else(|e| panic!("GET /api/health/: {e}\n{}", server.log()));
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn embedded_defaults_are_all_ok() {
+    let server = DevServer::start(&[]);
+    let (status, body) = health(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    for (component, adapter) in [
+        ("database", "memory"),
+        ("redis", "memory"),
+        ("queue", "inprocess"),
+        ("llm", "local"),
+    ] {
+        assert_eq!(
+            body["components"][component]["status"], "ok",
+            "{component}: {body}"
+        );
+        assert_eq!(
+            body["components"][component]["adapter"], adapter,
+            "{component}: {body}"
+        );
+    }
+}
+
+/// Creates an SQS queue on moto through its query API and returns the queue URL.
+async fn create_queue(moto: &str, name: &str) -> String {
+    let text = reqwest::Client::new()
+        .post(format!("{moto}/"))
+        .form(&[
+            ("Action", "CreateQueue"),
+            ("QueueName", name),
+            ("Version", "2012-11-05"),
+        ])
+        .send()
+        .await
+        .expect("moto answers")
+        .text()
+        .await
+        .expect("body");
+    let start = text.find("<QueueUrl>").expect("QueueUrl in reply") + "<QueueUrl>".len();
+    let end = text[start..].find("</QueueUrl>").expect("closing tag") + start;
+    text[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn real_adapters_are_all_ok() {
+    let (Some(redis), Some(db), Some(moto), Some(bedrock), Some(model)) = (
+        standin("CELERIAC_TEST_REDIS_URL"),
+        standin("CELERIAC_TEST_DATABASE_URL"),
+        standin("CELERIAC_TEST_MOTO_URL"),
+        standin("CELERIAC_TEST_BEDROCK_URL"),
+        standin("CELERIAC_TEST_BEDROCK_MODEL"),
+    ) else {
+        return;
+    };
+    let queue = create_queue(&moto, "health-system-test").await;
+    let server = DevServer::start(&[
+        ("REDIS_URL", redis),
+        ("DATABASE_URL", db),
+        ("TASK_QUEUE_URL", queue),
+        ("LLM_PROVIDER", "bedrock".into()),
+        ("BEDROCK_MODEL_ID", model),
+        ("AWS_ENDPOINT_URL_SQS", moto),
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]);
+    let (status, body) = health(&server).await;
+    assert_eq!(status, 200, "{body}\n{}", server.log());
+    for (component, adapter) in [
+        ("database", "postgres"),
+        ("redis", "redis"),
+        ("queue", "sqs"),
+        ("llm", "bedrock"),
+    ] {
+        assert_eq!(
+            body["components"][component]["status"], "ok",
+            "{component}: {body}"
+        );
+        assert_eq!(
+            body["components"][component]["adapter"], adapter,
+            "{component}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_down_is_503_naming_redis_and_the_rest_stays_ok() {
+    let server = DevServer::start(&[(
+        "REDIS_URL",
+        format!("redis://{}", celeriac_testkit::dead_address()),
+    )]);
+    let (status, body) = health(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["components"]["redis"]["status"], "error");
+    assert!(
+        body["components"]["redis"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    assert_eq!(body["components"]["database"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_hanging_redis_is_reported_within_the_health_timeout() {
+    // Accepts connections and never answers: the worst kind of outage.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let _hold = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().flatten() {
+            open.push(stream);
+        }
+    });
+    let server = DevServer::start(&[
+        ("REDIS_URL", format!("redis://{addr}")),
+        ("REDIS_TIMEOUT_MS", "5000".into()),
+        ("REDIS_CONNECT_TIMEOUT_MS", "5000".into()),
+        ("HEALTH_TIMEOUT_MS", "800".into()),
+    ]);
+    let (status, body) = health(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["components"]["redis"]["error"],
+        "no answer within 800 ms"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_celeriac_dev_with_the_variable_named() {
+    let output = std::process::Command::new(celeriac_testkit::workspace_binary("celeriac"))
+        .args(["dev", "--port", &celeriac_testkit::free_port().to_string()])
+        .env_clear()
+        .env("REDIS_URL", "http://:secret@example")
+        .output()
+        .expect("run celeriac dev");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("REDIS_URL"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
