@@ -39,6 +39,11 @@ async fn embedded_defaults_are_all_ok() {
 async fn create_queue(moto: &str, name: &str) -> String {
     let text = reqwest::Client::new()
         .post(format!("{moto}/"))
+        // moto routes unsigned requests by the credential scope; name the service.
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
+        )
         .form(&[
             ("Action", "CreateQueue"),
             ("QueueName", name),
