@@ -1,9 +1,30 @@
-//! celeriac's Celery: how tasks travel and run.
+//! celeriac's Celery: declaring, enqueuing, running, retrying and observing tasks.
 //!
-//! This crate grows into the task runtime (envelope, states, retries, idempotency,
-//! schedules). Today it holds the transports' health probes, so `GET /api/health/` can say
-//! whether the queue a deployment sends to is reachable.
+//! - [`task`]: a task's name, typed arguments, queue, priority, retries, time limit.
+//! - [`envelope`]: the JSON message, named after Celery's protocol v2 headers.
+//! - [`state`]: PENDING → STARTED → (RETRY → STARTED)* → SUCCESS | FAILURE, and REVOKED,
+//!   stored where Celery's Redis backend stores them.
+//! - [`runner`]: one message, start to finish, the same on every transport.
+//! - [`transport`]: the broker port and its adapters; [`worker`]: the loop over it.
+//! - [`client`]: `delay` / `apply_async` for handlers.
+//! - [`idempotency`]: one effect per key however often a message arrives.
 
+pub mod backoff;
+pub mod client;
+pub mod envelope;
+pub mod idempotency;
+pub mod runner;
 pub mod sqs;
+pub mod state;
+pub mod task;
+pub mod transport;
+pub mod worker;
 
+pub use client::{SendOptions, TaskClient};
+pub use envelope::Envelope;
+pub use runner::{Outcome, Runner};
 pub use sqs::SqsProbe;
+pub use state::{TaskRecord, TaskState, TaskStore};
+pub use task::{Registry, Task, TaskContext, TaskError, TaskSpec};
+pub use transport::{Delivery, InProcess, Transport, TransportError};
+pub use worker::Worker;

@@ -1,0 +1,213 @@
+//! Running one delivered message: the same steps whatever the transport.
+//!
+//! parse → expired? → revoked? → idempotency claim → STARTED → run under the time limit
+//! → SUCCESS, or RETRY with backoff, or FAILURE. The caller (a worker loop or a
+//! queue-triggered Lambda) turns the [`Outcome`] into its transport's ack, delayed
+//! redelivery or dead letter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use celeriac_kv::SharedKv;
+use chrono::Utc;
+use tracing::Instrument;
+
+use crate::envelope::Envelope;
+use crate::idempotency::{Begin, Idempotency};
+use crate::state::{Claim, TaskRecord, TaskState, TaskStore};
+use crate::task::{Registry, TaskContext, TaskError};
+
+/// What the transport must do with the message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done (succeeded, revoked, expired or already completed): acknowledge it.
+    Ack,
+    /// Deliver it again after this delay.
+    Retry(Duration),
+    /// Never deliver it again: move it to the dead-letter queue, with the reason.
+    Dead(String),
+}
+
+/// Runs messages against a registry, keeping task state.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    registry: Arc<Registry>,
+    store: TaskStore,
+    idempotency: Idempotency,
+}
+
+impl Runner {
+    /// A runner for `registry`, keeping state and idempotency records in `kv`.
+    pub fn new(registry: Arc<Registry>, kv: SharedKv) -> Self {
+        Self {
+            registry,
+            store: TaskStore::new(kv.clone()),
+            idempotency: Idempotency::new(kv),
+        }
+    }
+
+    /// The task records this runner writes.
+    pub fn store(&self) -> &TaskStore {
+        &self.store
+    }
+
+    /// Runs one message body. `delivery` counts deliveries of this message (1 on the
+    /// first); `deadline` is when the host stops waiting (a Lambda's deadline), if any.
+    pub async fn execute(&self, body: &[u8], delivery: u32, deadline: Option<Instant>) -> Outcome {
+        let envelope = match Envelope::from_json(body) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                tracing::error!(reason = %reason, "unparseable message goes to the dead-letter queue");
+                return Outcome::Dead(reason);
+            }
+        };
+        let span = tracing::info_span!(
+            "task",
+            task_id = %envelope.id,
+            task = %envelope.task,
+            queue = %envelope.queue,
+            delivery,
+        );
+        self.execute_envelope(envelope, delivery, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_envelope(
+        &self,
+        envelope: Envelope,
+        delivery: u32,
+        deadline: Option<Instant>,
+    ) -> Outcome {
+        match self.try_execute(&envelope, delivery, deadline).await {
+            Ok(outcome) => outcome,
+            // The state store itself failed: nothing is lost by trying the message again.
+            Err(err) => {
+                tracing::warn!(error = %err, "task state unavailable; message will be retried");
+                Outcome::Retry(Duration::from_secs(1))
+            }
+        }
+    }
+
+    async fn try_execute(
+        &self,
+        envelope: &Envelope,
+        delivery: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, celeriac_kv::KvError> {
+        let now = Utc::now();
+        let mut record = match self.store.get(&envelope.id).await? {
+            Some(record) => record,
+            None => TaskRecord::pending(envelope),
+        };
+        if record.status.is_final() && record.status != TaskState::Revoked {
+            tracing::info!(status = ?record.status, "already finished; duplicate delivery acknowledged");
+            return Ok(Outcome::Ack);
+        }
+        if envelope.expires.is_some_and(|at| at <= now) {
+            record.status = TaskState::Revoked;
+            record.error = Some("expired before it started".into());
+            record.date_done = Some(now);
+            self.store.put(&record).await?;
+            tracing::info!("expired; not run");
+            return Ok(Outcome::Ack);
+        }
+        if let Some(eta) = envelope.eta.filter(|eta| *eta > now) {
+            // Delivered early (a transport whose delay is capped): wait out the rest.
+            let wait = (eta - now).to_std().unwrap_or_default();
+            return Ok(Outcome::Retry(wait));
+        }
+        if self.store.claim_start(&envelope.id).await? == Claim::Revoked {
+            tracing::info!("revoked before it started; not run");
+            return Ok(Outcome::Ack);
+        }
+        let Some(task) = self.registry.get(&envelope.task) else {
+            let reason = format!("no task named {:?} is registered here", envelope.task);
+            record.status = TaskState::Failure;
+            record.error = Some(reason.clone());
+            record.date_done = Some(now);
+            self.store.put(&record).await?;
+            return Ok(Outcome::Dead(reason));
+        };
+        let spec = task.spec();
+        let retries = envelope.retries.max(delivery.saturating_sub(1));
+        let limit_deadline = Instant::now() + spec.time_limit;
+        let deadline = deadline.map_or(limit_deadline, |d| d.min(limit_deadline));
+        let in_progress_for =
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+
+        match self
+            .idempotency
+            .begin(envelope.effect_key(), in_progress_for)
+            .await?
+        {
+            Begin::Run => {}
+            Begin::Completed(result) => {
+                record.status = TaskState::Success;
+                record.result = Some(result);
+                record.date_done.get_or_insert(now);
+                self.store.put(&record).await?;
+                tracing::info!("effect already applied by an earlier delivery; not run again");
+                return Ok(Outcome::Ack);
+            }
+            Begin::InProgress => {
+                tracing::info!("another delivery is running it; checking again later");
+                return Ok(Outcome::Retry(in_progress_for));
+            }
+        }
+
+        record.status = TaskState::Started;
+        record.retries = retries;
+        record.started_at = Some(now);
+        self.store.put(&record).await?;
+
+        let ctx = TaskContext {
+            task_id: envelope.id.clone(),
+            retries,
+            deadline,
+        };
+        let started = Instant::now();
+        let result =
+            match tokio::time::timeout_at(deadline.into(), task.call(envelope.args.clone(), &ctx))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(TaskError::Retryable(format!(
+                    "time limit of {} ms exceeded",
+                    deadline.saturating_duration_since(started).as_millis()
+                ))),
+            };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(value) => {
+                self.idempotency
+                    .complete(envelope.effect_key(), &value, spec.result_ttl)
+                    .await?;
+                record.status = TaskState::Success;
+                record.result = Some(value);
+                record.error = None;
+                record.date_done = Some(Utc::now());
+                self.store.put(&record).await?;
+                tracing::info!(elapsed_ms, "task succeeded");
+                Ok(Outcome::Ack)
+            }
+            Err(err) => {
+                self.idempotency.release(envelope.effect_key()).await?;
+                record.error = Some(err.to_string());
+                if err.is_retryable() && retries < spec.max_retries {
+                    let delay = spec.backoff.delay(retries + 1);
+                    record.status = TaskState::Retry;
+                    self.store.put(&record).await?;
+                    tracing::warn!(error = %err, elapsed_ms, retry = retries + 1, delay_ms = delay.as_millis(), "task failed; will retry");
+                    Ok(Outcome::Retry(delay))
+                } else {
+                    record.status = TaskState::Failure;
+                    record.date_done = Some(Utc::now());
+                    self.store.put(&record).await?;
+                    tracing::error!(error = %err, elapsed_ms, retries, "task failed for good");
+                    Ok(Outcome::Dead(err.to_string()))
+                }
+            }
+        }
+    }
+}

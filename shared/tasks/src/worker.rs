@@ -1,0 +1,120 @@
+//! A worker loop: receive from queues, run with bounded concurrency, settle each message.
+//!
+//! Used by `celeriac dev` over the in-process transport and by `celeriac worker` over Redis
+//! Streams. (On Lambda the event source mapping does the receiving; the queue-triggered
+//! handler calls the same [`Runner`].)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::runner::{Outcome, Runner};
+use crate::transport::{Delivery, Transport};
+
+/// Receives and runs tasks until told to stop.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    transport: Arc<dyn Transport>,
+    runner: Runner,
+    queues: Vec<String>,
+    concurrency: usize,
+}
+
+impl Worker {
+    /// A worker for `queues` running at most `concurrency` tasks at once.
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        runner: Runner,
+        queues: Vec<String>,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            transport,
+            runner,
+            queues,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then lets running tasks finish (graceful stop):
+    /// unstarted messages stay in the queue for the next worker.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut pollers = JoinSet::new();
+        for queue in &self.queues {
+            pollers.spawn(poll(
+                self.clone(),
+                queue.clone(),
+                permits.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        tracing::info!(queues = ?self.queues, concurrency = self.concurrency, transport = self.transport.adapter(), "worker started");
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        while pollers.join_next().await.is_some() {}
+        // Every permit back means every running task has settled its message.
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _ = permits.acquire_many(all).await;
+        tracing::info!("worker stopped");
+    }
+}
+
+async fn poll(
+    worker: Worker,
+    queue: String,
+    permits: Arc<Semaphore>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let received = tokio::select! {
+            r = worker.transport.receive(&queue, 1, Duration::from_secs(1)) => r,
+            _ = stop.changed() => return,
+        };
+        match received {
+            Ok(deliveries) => {
+                // One message per permit: the permit travels with the running task.
+                if let Some(delivery) = deliveries.into_iter().next() {
+                    let worker = worker.clone();
+                    tokio::spawn(async move {
+                        worker.settle(delivery).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(err) => {
+                drop(permit);
+                tracing::warn!(queue = %queue, error = %err, "receive failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+impl Worker {
+    async fn settle(&self, delivery: Delivery) {
+        let outcome = self
+            .runner
+            .execute(&delivery.body, delivery.delivery, None)
+            .await;
+        let settled = match &outcome {
+            Outcome::Ack => self.transport.ack(&delivery).await,
+            Outcome::Retry(delay) => self.transport.retry(&delivery, *delay).await,
+            Outcome::Dead(reason) => self.transport.dead_letter(&delivery, reason).await,
+        };
+        if let Err(err) = settled {
+            // The message comes back after its visibility timeout: at least once, not lost.
+            tracing::warn!(error = %err, ?outcome, "could not settle message; it will be redelivered");
+        }
+    }
+}
