@@ -5,7 +5,7 @@
 //! `AWS_LAMBDA_LOG_LEVEL` sets the level. Locally it prints readable lines and honours
 //! `RUST_LOG`. Fields are structured (`tracing` key-values), never formatted into messages.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 /// How log lines are written.
@@ -22,7 +22,8 @@ pub enum LogFormat {
 pub struct LogSettings {
     /// JSON or text.
     pub format: LogFormat,
-    /// An `EnvFilter` directive such as `info` or `debug,hyper=info`.
+    /// Target directives such as `info` or `debug,hyper=info` (no span or field filters:
+    /// that would pull a regex engine into every bootstrap).
     pub filter: String,
     /// Colours, for a terminal.
     pub ansi: bool,
@@ -65,13 +66,17 @@ impl LogSettings {
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init() {
     let settings = LogSettings::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter: Targets = settings
+        .filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::level_filters::LevelFilter::INFO));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(settings.ansi)
         .with_span_events(FmtSpan::NONE);
     // A second init (several tests in one process) finds a subscriber set: that is fine.
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -79,8 +84,10 @@ pub fn init() {
             .with_current_span(true)
             .with_span_list(false)
             .without_time()
+            .finish()
+            .with(filter)
             .try_init(),
-        LogFormat::Text => builder.compact().try_init(),
+        LogFormat::Text => builder.compact().finish().with(filter).try_init(),
     };
 }
 
