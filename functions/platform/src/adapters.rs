@@ -117,6 +117,11 @@ impl Adapters {
         }
     }
 
+    /// Task records, when a key-value store is configured.
+    pub fn task_store(&self) -> Option<celeriac_tasks::TaskStore> {
+        self.kv.clone().map(celeriac_tasks::TaskStore::new)
+    }
+
     /// The health check over database, redis, queue and llm.
     pub fn health_check(&self, config: &Config) -> HealthCheck {
         let database: Option<Arc<dyn Probe>> = match &self.database {
