@@ -1,18 +1,42 @@
-//! `celeriac dev`: every HTTP function's router merged on one port, on embedded defaults.
+//! `celeriac dev`: the whole system on one machine.
 //!
-//! The routers are the same ones the Lambda binaries serve, wrapped by the same HTTP kit,
-//! so what answers here answers on Lambda.
+//! Every HTTP function's router merged on one port, wrapped by the same HTTP kit the
+//! Lambda binaries use, plus a worker that runs every app's tasks from the in-process
+//! queue, and the dev-only routes `celeriac call` talks to.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use celeriac_platform::Config;
-use celeriac_platform_functions::{Adapters, Defaults, health};
+use celeriac_platform::config::QueueConfig;
+use celeriac_platform_functions::{Adapters, Defaults, health, task_status};
+use celeriac_tasks::{InProcess, Registry, Runner, TaskClient, TaskStore, Transport, Worker};
 
-/// Every HTTP function's routes, merged.
-pub fn routes(config: &Config, adapters: &Adapters) -> Router {
-    Router::new().merge(health::router(adapters.health_check(config)))
+use crate::dev_api;
+
+/// Tasks the dev worker runs concurrently.
+const WORKER_CONCURRENCY: usize = 8;
+
+/// Every app's tasks.
+pub fn registry() -> Registry {
+    celeriac_shop::registry(Registry::new())
+}
+
+/// Every HTTP function's routes, merged, with the dev-only task routes.
+pub fn routes(
+    config: &Config,
+    adapters: &Adapters,
+    registry: Arc<Registry>,
+    client: TaskClient,
+) -> Router {
+    let store = adapters.task_store();
+    Router::new()
+        .merge(health::router(adapters.health_check(config)))
+        .merge(task_status::router(task_status::TASK_PATH, store.clone()))
+        .merge(task_status::router(task_status::WEBHOOK_PATH, store))
+        .merge(dev_api::router(registry, client))
 }
 
 /// Builds the system from the environment and serves it until Ctrl-C or SIGTERM.
@@ -24,7 +48,32 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             .await
             .context("applying migrations")?;
     }
-    let app = celeriac_platform::http::app(routes(&config, &adapters), &config.http);
+    if !matches!(config.queue, QueueConfig::None | QueueConfig::InProcess) {
+        tracing::warn!(
+            queue = ?config.queue,
+            "celeriac dev runs tasks on its in-process queue; the configured transport is only probed by health"
+        );
+    }
+    let kv = adapters
+        .kv
+        .clone()
+        .context("celeriac dev always has a key-value store")?;
+    let registry = Arc::new(registry());
+    let transport: Arc<dyn Transport> = Arc::new(InProcess::default());
+    let client = TaskClient::new(
+        transport.clone(),
+        TaskStore::new(kv.clone()),
+        "celeriac dev",
+    );
+    let worker = Worker::new(
+        transport,
+        Runner::new(registry.clone(), kv),
+        registry.queues().into_iter().map(str::to_owned).collect(),
+        WORKER_CONCURRENCY,
+    );
+
+    let app =
+        celeriac_platform::http::app(routes(&config, &adapters, registry, client), &config.http);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (is another celeriac dev running? try --port)")
     })?;
@@ -33,10 +82,19 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         kv = adapters.kv.as_ref().map(|kv| kv.adapter()),
         "celeriac dev is serving"
     );
-    axum::serve(listener, app)
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(worker.run(async move {
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving")?;
+        .context("serving");
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    served?;
     tracing::info!("celeriac dev stopped");
     Ok(())
 }

@@ -1,11 +1,16 @@
 //! The `celeriac` command line: `celeriac dev` runs the whole system on one machine;
-//! `celeriac migrate` applies the database migrations.
+//! `celeriac call` / `celeriac result` enqueue a task and read its state, like Celery's
+//! `apply_async` and `AsyncResult`; `celeriac migrate` applies the database migrations.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 pub mod dev;
+pub mod dev_api;
 
 /// celeriac: the Redis-and-Celery tier as serverless Rust.
 #[derive(Debug, Parser)]
@@ -19,9 +24,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve every HTTP function on one port with embedded defaults (in-memory store,
-    /// in-process queue, in-memory database, local LLM engine). REDIS_URL, DATABASE_URL,
-    /// TASK_QUEUE_URL and LLM_PROVIDER switch to the real adapters.
+    /// Serve every HTTP function on one port and run every task, with embedded defaults
+    /// (in-memory store, in-process queue, in-memory database, local LLM engine).
+    /// REDIS_URL, DATABASE_URL, TASK_QUEUE_URL and LLM_PROVIDER switch to real adapters.
     Dev {
         /// Port to listen on.
         #[arg(long, default_value_t = 3000, env = "CELERIAC_DEV_PORT")]
@@ -29,6 +34,31 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), env = "CELERIAC_DEV_HOST")]
         host: IpAddr,
+    },
+    /// Enqueue a task by name and print its id (through the `celeriac dev` at CELERIAC_URL).
+    Call {
+        /// Task name, e.g. test_celery.
+        task: String,
+        /// Arguments as a JSON object, e.g. '{"word": "ping"}'.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Seconds before it may run.
+        #[arg(long)]
+        countdown: Option<f64>,
+        /// Another queue than the task's own.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Priority 0 (lowest) to 9 (highest).
+        #[arg(long)]
+        priority: Option<u8>,
+    },
+    /// Print a task's state and result (from CELERIAC_URL, or directly from REDIS_URL).
+    Result {
+        /// Task id, as `celeriac call` printed it.
+        task_id: String,
+        /// Wait up to this many seconds for a final state (SUCCESS, FAILURE, REVOKED).
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
     },
     /// Apply the PostgreSQL migrations to DATABASE_URL (or DATABASE_SECRET_ARN).
     Migrate,
@@ -38,6 +68,48 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev { port, host } => dev::serve(SocketAddr::new(host, port)).await,
+        Command::Call {
+            task,
+            args,
+            countdown,
+            queue,
+            priority,
+        } => {
+            let args: serde_json::Value = serde_json::from_str(&args)
+                .context("--args must be JSON, e.g. '{\"word\": \"ping\"}'")?;
+            let request = dev_api::CallRequest {
+                task,
+                args,
+                countdown,
+                eta: None,
+                expires: None,
+                queue,
+                priority,
+            };
+            let id = call(&dev_url()?, &request).await?;
+            writeln!(std::io::stdout(), "{id}")?;
+            Ok(())
+        }
+        Command::Result { task_id, wait } => {
+            let give_up = tokio::time::Instant::now() + Duration::from_secs_f64(wait.max(0.0));
+            loop {
+                let status = result(&task_id).await?;
+                let state = status["state"].as_str().unwrap_or("UNKNOWN").to_owned();
+                let done = matches!(state.as_str(), "SUCCESS" | "FAILURE" | "REVOKED");
+                if done || tokio::time::Instant::now() >= give_up {
+                    let mut out = std::io::stdout();
+                    writeln!(out, "{state}")?;
+                    if let Some(error) = status["error"].as_str().filter(|_| state != "SUCCESS") {
+                        writeln!(out, "error: {error}")?;
+                    }
+                    if !status["result"].is_null() {
+                        writeln!(out, "result: {}", status["result"])?;
+                    }
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         Command::Migrate => {
             let config = celeriac_platform::Config::from_env("celeriac")?;
             let db = config.database.ok_or_else(|| {
@@ -49,4 +121,71 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn dev_url() -> anyhow::Result<String> {
+    match std::env::var("CELERIAC_URL") {
+        Ok(url) if !url.trim().is_empty() => Ok(url.trim_end_matches('/').to_owned()),
+        _ => bail!(
+            "set CELERIAC_URL to a running `celeriac dev` (e.g. http://127.0.0.1:3000); \
+             enqueueing straight to SQS or Redis Streams arrives with those transports"
+        ),
+    }
+}
+
+async fn call(base: &str, request: &dev_api::CallRequest) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{}", dev_api::CALL_PATH))
+        .json(request)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach celeriac dev at {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("celeriac dev answered without JSON")?;
+    if !status.is_success() {
+        bail!(
+            "{}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("the task was not enqueued")
+        );
+    }
+    let answer: dev_api::CallResponse = serde_json::from_value(body)?;
+    Ok(answer.task_id)
+}
+
+async fn result(task_id: &str) -> anyhow::Result<serde_json::Value> {
+    if let Ok(base) = dev_url() {
+        let response = reqwest::get(format!("{base}/task/{task_id}/status"))
+            .await
+            .with_context(|| format!("cannot reach celeriac dev at {base}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .context("celeriac dev answered without JSON")?;
+        if !status.is_success() {
+            bail!(
+                "{}",
+                body["error"]["message"].as_str().unwrap_or("no such task")
+            );
+        }
+        return Ok(body);
+    }
+    let config = celeriac_platform::Config::from_env("celeriac")?;
+    let Some(redis) = config.redis else {
+        bail!("set CELERIAC_URL (a running celeriac dev) or REDIS_URL (where task states live)");
+    };
+    let kv = celeriac_kv::RedisKv::open(&redis).await?;
+    let store = celeriac_tasks::TaskStore::new(std::sync::Arc::new(kv));
+    let record = store
+        .get(task_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no task {task_id} (unknown, or its record expired)"))?;
+    let mut value = serde_json::to_value(&record)?;
+    value["state"] = value["status"].clone();
+    Ok(value)
 }

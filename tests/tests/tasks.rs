@@ -1,0 +1,145 @@
+//! Tasks end to end through `celeriac dev`, as a user drives them: `celeriac call`,
+//! `celeriac result`, `GET /task/{id}/status`, revoke, and the same with task state in
+//! the Redis stand-in.
+
+use std::process::{Command, Output};
+
+use celeriac_testkit::{DevServer, standin, workspace_binary};
+
+fn celeriac(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(workspace_binary("celeriac"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run celeriac")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "celeriac failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn call_then_result_shows_success_via_cli_and_status_endpoint() {
+    let server = DevServer::start(&[]);
+    let url = server.url.as_str();
+    let id = stdout(&celeriac(
+        &["call", "test_celery", "--args", r#"{"word": "ping"}"#],
+        &[("CELERIAC_URL", url)],
+    ));
+    assert_eq!(id.len(), 36, "a UUID task id, got {id:?}");
+
+    let printed = stdout(&celeriac(
+        &["result", &id, "--wait", "10"],
+        &[("CELERIAC_URL", url)],
+    ));
+    assert_eq!(printed, "SUCCESS\nresult: \"test task return ping\"");
+
+    let status: serde_json::Value = reqwest::get(format!("{url}/task/{id}/status"))
+        .await
+        .expect("GET status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["state"], "SUCCESS");
+    assert_eq!(status["queue"], "main-queue");
+    assert_eq!(status["result"], "test task return ping");
+    let webhook: serde_json::Value = reqwest::get(format!("{url}/webhook/task-status/{id}"))
+        .await
+        .expect("GET webhook status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(webhook["state"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn bad_calls_are_refused_with_a_reason() {
+    let server = DevServer::start(&[]);
+    let env = [("CELERIAC_URL", server.url.as_str())];
+    let out = celeriac(&["call", "no_such_task"], &env);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no task named \"no_such_task\"") && stderr.contains("test_celery"),
+        "{stderr}"
+    );
+
+    let out = celeriac(&["call", "test_celery", "--args", "{not json"], &env);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--args must be JSON"));
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/_celeriac/tasks", server.url))
+        .json(&serde_json::json!({"task": "test_celery", "priority": 12}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 400);
+
+    let unknown = reqwest::get(format!(
+        "{}/task/5d1c9a77-0000-4000-8000-000000000000/status",
+        server.url
+    ))
+    .await
+    .expect("GET");
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn a_task_revoked_before_its_countdown_never_runs() {
+    let server = DevServer::start(&[]);
+    let env = [("CELERIAC_URL", server.url.as_str())];
+    let id = stdout(&celeriac(
+        &[
+            "call",
+            "test_celery",
+            "--args",
+            r#"{"word": "late"}"#,
+            "--countdown",
+            "1",
+        ],
+        &env,
+    ));
+    let response = reqwest::Client::new()
+        .post(format!("{}/_celeriac/tasks/{id}/revoke", server.url))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), 200);
+    // Past its countdown, it is still REVOKED and has no result.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let printed = stdout(&celeriac(&["result", &id], &env));
+    assert_eq!(printed.lines().next(), Some("REVOKED"), "{printed}");
+    assert!(!printed.contains("test task return"), "{printed}");
+    assert!(
+        server.log().contains("revoked before it started"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn with_redis_the_state_is_read_straight_from_redis() {
+    let Some(redis) = standin("CELERIAC_TEST_REDIS_URL") else {
+        return;
+    };
+    let server = DevServer::start(&[("REDIS_URL", redis.clone())]);
+    let id = stdout(&celeriac(
+        &["call", "test_celery", "--args", r#"{"word": "redis"}"#],
+        &[("CELERIAC_URL", server.url.as_str())],
+    ));
+    // No CELERIAC_URL: `celeriac result` reads the record where the worker wrote it.
+    let printed = stdout(&celeriac(
+        &["result", &id, "--wait", "10"],
+        &[("REDIS_URL", redis.as_str())],
+    ));
+    assert_eq!(printed, "SUCCESS\nresult: \"test task return redis\"");
+}
