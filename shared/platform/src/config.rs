@@ -63,6 +63,9 @@ pub struct Config {
     pub database: Option<DatabaseConfig>,
     /// The task queue.
     pub queue: QueueConfig,
+    /// Prefix of every SQS queue name (`TASK_QUEUE_PREFIX`; the template uses the stack
+    /// name): logical queue `main-queue` is the SQS queue `{prefix}main-queue`.
+    pub task_queue_prefix: String,
     /// The language model.
     pub llm: LlmConfig,
     /// HTTP limits.
@@ -219,6 +222,7 @@ impl Config {
             redis,
             database: database_config(env)?,
             queue,
+            task_queue_prefix: env.var("TASK_QUEUE_PREFIX").unwrap_or_default(),
             llm,
             http: HttpConfig {
                 body_limit_bytes: parse_or(env, "HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?,

@@ -5,7 +5,8 @@
 //! - [`state`]: PENDING → STARTED → (RETRY → STARTED)* → SUCCESS | FAILURE, and REVOKED,
 //!   stored where Celery's Redis backend stores them.
 //! - [`runner`]: one message, start to finish, the same on every transport.
-//! - [`transport`]: the broker port and its adapters; [`worker`]: the loop over it.
+//! - [`transport`]: the broker port and its adapters; [`worker`]: the loop over it;
+//!   [`sqs`]: the SQS adapter and its queue-triggered Lambda handler.
 //! - [`client`]: `delay` / `apply_async` for handlers.
 //! - [`idempotency`]: one effect per key however often a message arrives.
 
@@ -13,6 +14,7 @@ pub mod backoff;
 pub mod client;
 pub mod envelope;
 pub mod idempotency;
+pub mod lambda;
 pub mod runner;
 pub mod sqs;
 pub mod state;
@@ -23,7 +25,7 @@ pub mod worker;
 pub use client::{SendOptions, TaskClient};
 pub use envelope::Envelope;
 pub use runner::{Outcome, Runner};
-pub use sqs::SqsProbe;
+pub use sqs::{SqsProbe, SqsTransport};
 pub use state::{TaskRecord, TaskState, TaskStore};
 pub use task::{Registry, Task, TaskContext, TaskError, TaskSpec};
 pub use transport::{Delivery, InProcess, Transport, TransportError};

@@ -22,8 +22,16 @@ use crate::task::{Registry, TaskContext, TaskError};
 pub enum Outcome {
     /// Done (succeeded, revoked, expired or already completed): acknowledge it.
     Ack,
-    /// Deliver it again after this delay.
+    /// A failed attempt: deliver it again after this delay (it counts as an attempt).
     Retry(Duration),
+    /// Not due yet (delivered before its ETA): send it again as a new message due after
+    /// `delay`, and acknowledge this one, so the wait does not count as an attempt.
+    Defer {
+        /// Time left until its ETA (a transport may cap it and defer again).
+        delay: Duration,
+        /// Its priority, kept on the new message.
+        priority: Option<u8>,
+    },
     /// Never deliver it again: move it to the dead-letter queue, with the reason.
     Dead(String),
 }
@@ -114,8 +122,11 @@ impl Runner {
         }
         if let Some(eta) = envelope.eta.filter(|eta| *eta > now) {
             // Delivered early (a transport whose delay is capped): wait out the rest.
-            let wait = (eta - now).to_std().unwrap_or_default();
-            return Ok(Outcome::Retry(wait));
+            let delay = (eta - now).to_std().unwrap_or_default();
+            return Ok(Outcome::Defer {
+                delay,
+                priority: envelope.priority,
+            });
         }
         if self.store.claim_start(&envelope.id).await? == Claim::Revoked {
             tracing::info!("revoked before it started; not run");

@@ -110,6 +110,17 @@ impl Worker {
         let settled = match &outcome {
             Outcome::Ack => self.transport.ack(&delivery).await,
             Outcome::Retry(delay) => self.transport.retry(&delivery, *delay).await,
+            Outcome::Defer { delay, priority } => {
+                let body = String::from_utf8_lossy(&delivery.body);
+                match self
+                    .transport
+                    .send(&delivery.queue, &body, *priority, *delay)
+                    .await
+                {
+                    Ok(()) => self.transport.ack(&delivery).await,
+                    Err(err) => Err(err),
+                }
+            }
             Outcome::Dead(reason) => self.transport.dead_letter(&delivery, reason).await,
         };
         if let Err(err) = settled {

@@ -1,5 +1,6 @@
-//! One conformance suite for the transport port, run against every adapter. Today the
-//! in-process transport; SQS (moto) and Redis Streams join through the same macro.
+//! One conformance suite for the transport port, run against every adapter: in process,
+//! and SQS on the moto stand-in. (SQS has no per-message priority, so it skips that case:
+//! its priorities are separate queues.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,23 +121,70 @@ async fn queues_are_separate(t: Arc<dyn Transport>, q: String) {
 }
 
 macro_rules! conformance {
-    ($($adapter:ident => $open:expr;)*) => {$(
+    ($($adapter:ident => $open:expr, [$($case:ident),*];)*) => {$(
         mod $adapter {
             use super::*;
-            async fn transport() -> Option<Arc<dyn Transport>> { $open }
-            conformance!(@cases send_receive_ack, unacked_messages_come_back, delays_and_retries,
-                dead_letters_leave_the_queue, higher_priority_first, queues_are_separate);
-        }
-    )*};
-    (@cases $($case:ident),*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $case() {
-            let Some(t) = transport().await else { return };
-            super::$case(t, celeriac_testkit::unique_prefix(stringify!($case)).replace(':', "-")).await;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let queue = short_unique_name();
+                    let Some(t) = $open(queue.clone()).await else { return };
+                    super::$case(t, queue).await;
+                }
+            )*
         }
     )*};
 }
 
+/// SQS names are at most 80 characters: the queue, `-other` and `-dlq` must fit.
+fn short_unique_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t{:x}-{}-{n}", nanos, std::process::id())
+}
+
+async fn inprocess(_queue: String) -> Option<Arc<dyn Transport>> {
+    Some(Arc::new(InProcess::new(Duration::from_secs(1))))
+}
+
+/// SQS on moto: the queue, a second one, and their dead-letter queues, with a 1 s
+/// visibility timeout so redelivery is quick.
+async fn sqs(queue: String) -> Option<Arc<dyn Transport>> {
+    let moto = celeriac_testkit::standin("CELERIAC_TEST_MOTO_URL")?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let prefix = "conformance-";
+    for name in [queue.clone(), format!("{queue}-other")] {
+        for physical in [format!("{prefix}{name}"), format!("{prefix}{name}-dlq")] {
+            client
+                .create_queue()
+                .queue_name(physical)
+                .attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                    "1",
+                )
+                .send()
+                .await
+                .expect("moto creates the queue");
+        }
+    }
+    Some(Arc::new(celeriac_tasks::SqsTransport::new(&sdk, prefix)))
+}
+
 conformance! {
-    inprocess => Some(Arc::new(InProcess::new(Duration::from_secs(1))) as Arc<dyn Transport>);
+    inprocess => inprocess, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
+        dead_letters_leave_the_queue, higher_priority_first, queues_are_separate];
+    sqs => sqs, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
+        dead_letters_leave_the_queue, queues_are_separate];
 }
