@@ -19,11 +19,6 @@ use crate::dev_api;
 /// Tasks the dev worker runs concurrently.
 const WORKER_CONCURRENCY: usize = 8;
 
-/// Every app's tasks.
-pub fn registry() -> Registry {
-    celeriac_shop::registry(Registry::new())
-}
-
 /// Every HTTP function's routes, merged, with the dev-only task routes.
 pub fn routes(
     config: &Config,
@@ -58,7 +53,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .kv
         .clone()
         .context("celeriac dev always has a key-value store")?;
-    let registry = Arc::new(registry());
+    let registry = Arc::new(crate::registry());
     let transport: Arc<dyn Transport> = Arc::new(InProcess::default());
     let client = TaskClient::new(
         transport.clone(),
@@ -99,7 +94,8 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -59,6 +59,17 @@ pub struct CallResponse {
     pub state: String,
 }
 
+/// A countdown in seconds, checked: never negative, never absurd.
+pub fn countdown(seconds: Option<f64>) -> Result<Option<Duration>, String> {
+    match seconds {
+        Some(s) if !(0.0..=31_536_000.0).contains(&s) => {
+            Err("countdown must be between 0 and one year, in seconds".into())
+        }
+        Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+        None => Ok(None),
+    }
+}
+
 /// The dev-only task routes.
 pub fn router(registry: Arc<Registry>, client: TaskClient) -> Router {
     Router::new()
@@ -80,15 +91,7 @@ async fn call(
             known.join(", ")
         ))
     })?;
-    let countdown = match request.countdown {
-        Some(s) if !(0.0..=31_536_000.0).contains(&s) => {
-            return Err(Error::BadRequest(
-                "countdown must be between 0 and one year, in seconds".into(),
-            ));
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let countdown = countdown(request.countdown).map_err(Error::BadRequest)?;
     let options = SendOptions {
         countdown,
         eta: request.eta,

@@ -35,7 +35,22 @@ pub enum Command {
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), env = "CELERIAC_DEV_HOST")]
         host: IpAddr,
     },
-    /// Enqueue a task by name and print its id (through the `celeriac dev` at CELERIAC_URL).
+    /// Run tasks from Redis Streams (REDIS_URL) until SIGTERM or Ctrl-C, then finish the
+    /// running ones and stop.
+    Worker {
+        /// Queues to consume, comma-separated (default: every task's queue).
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Tasks run at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds after which another worker takes over a delivery this one left
+        /// unacknowledged (it died).
+        #[arg(long, default_value_t = 30)]
+        visibility: u64,
+    },
+    /// Enqueue a task by name and print its id: through the `celeriac dev` at CELERIAC_URL,
+    /// or straight to Redis Streams when REDIS_URL is set instead.
     Call {
         /// Task name, e.g. test_celery.
         task: String,
@@ -86,10 +101,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 queue,
                 priority,
             };
-            let id = call(&dev_url()?, &request).await?;
+            let id = match dev_url() {
+                Ok(base) => call(&base, &request).await?,
+                Err(_) => call_redis(request).await?,
+            };
             writeln!(std::io::stdout(), "{id}")?;
             Ok(())
         }
+        Command::Worker {
+            queues,
+            concurrency,
+            visibility,
+        } => worker(queues, concurrency, Duration::from_secs(visibility)).await,
         Command::Result { task_id, wait } => {
             let give_up = tokio::time::Instant::now() + Duration::from_secs_f64(wait.max(0.0));
             loop {
@@ -121,6 +144,84 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every app's tasks.
+pub fn registry() -> celeriac_tasks::Registry {
+    celeriac_shop::registry(celeriac_tasks::Registry::new())
+}
+
+/// Redis Streams over the configured Redis, and the store beside it.
+async fn redis_streams(
+    visibility: Duration,
+) -> anyhow::Result<(
+    std::sync::Arc<celeriac_tasks::RedisStreams>,
+    celeriac_kv::SharedKv,
+)> {
+    let config = celeriac_platform::Config::from_env("celeriac")?;
+    let Some(redis) = config.redis else {
+        bail!("set REDIS_URL (or REDIS_CLUSTER_NODES): tasks travel on Redis Streams");
+    };
+    let kv = std::sync::Arc::new(celeriac_kv::RedisKv::open(&redis).await?);
+    let reader = std::sync::Arc::new(celeriac_kv::RedisKv::open(&redis).await?);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+    let consumer = format!("{host}-{}", std::process::id());
+    let streams = celeriac_tasks::RedisStreams::new(
+        kv.clone(),
+        reader,
+        consumer,
+        visibility,
+        redis.response_timeout,
+    );
+    Ok((std::sync::Arc::new(streams), kv))
+}
+
+async fn worker(
+    queues: Vec<String>,
+    concurrency: usize,
+    visibility: Duration,
+) -> anyhow::Result<()> {
+    let (streams, kv) = redis_streams(visibility).await?;
+    let registry = std::sync::Arc::new(registry());
+    let queues = if queues.is_empty() {
+        registry.queues().into_iter().map(str::to_owned).collect()
+    } else {
+        queues
+    };
+    let runner = celeriac_tasks::Runner::new(registry, kv);
+    celeriac_tasks::Worker::new(streams, runner, queues, concurrency)
+        .run(dev::shutdown_signal())
+        .await;
+    Ok(())
+}
+
+async fn call_redis(request: dev_api::CallRequest) -> anyhow::Result<String> {
+    let registry = registry();
+    let task = registry.get(&request.task).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no task named {:?}; known tasks: {}",
+            request.task,
+            registry.names().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let (streams, kv) = redis_streams(Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#} (or set CELERIAC_URL to a running celeriac dev)"))?;
+    let client = celeriac_tasks::TaskClient::new(
+        streams,
+        celeriac_tasks::TaskStore::new(kv),
+        "celeriac call",
+    );
+    let options = celeriac_tasks::SendOptions {
+        countdown: dev_api::countdown(request.countdown).map_err(anyhow::Error::msg)?,
+        queue: request.queue,
+        priority: request.priority,
+        ..celeriac_tasks::SendOptions::default()
+    };
+    client
+        .send(&task.spec(), request.args, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("not enqueued: {e}"))
 }
 
 fn dev_url() -> anyhow::Result<String> {

@@ -7,8 +7,12 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    celeriac_platform::telemetry::init();
     let cli = celeriac_cli::Cli::parse();
+    let serving = matches!(
+        cli.command,
+        celeriac_cli::Command::Dev { .. } | celeriac_cli::Command::Worker { .. }
+    );
+    celeriac_platform::telemetry::init_with_default(if serving { "info" } else { "warn" });
     match celeriac_cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -31,8 +31,13 @@ pub struct LogSettings {
 
 impl LogSettings {
     /// Reads `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL`,
-    /// `RUST_LOG` and `CELERIAC_LOG_FORMAT` through `var`.
+    /// `RUST_LOG` and `CELERIAC_LOG_FORMAT` through `var`; `info` unless they say otherwise.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        Self::from_vars_or(var, "info")
+    }
+
+    /// As [`LogSettings::from_vars`], with `default_level` when nothing sets a level.
+    pub fn from_vars_or(var: impl Fn(&str) -> Option<String>, default_level: &str) -> Self {
         let on_lambda = var("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let format = match var("AWS_LAMBDA_LOG_FORMAT")
             .or_else(|| var("CELERIAC_LOG_FORMAT"))
@@ -52,7 +57,7 @@ impl LogSettings {
         let quiet = "h2=warn,hyper=warn,hyper_util=warn,rustls=warn,aws_smithy_runtime=warn,aws_config=warn,sqlx=warn";
         let filter = var("RUST_LOG")
             .or_else(|| lambda_level.map(|l| format!("{l},{quiet}")))
-            .unwrap_or_else(|| format!("info,{quiet}"));
+            .unwrap_or_else(|| format!("{default_level},{quiet}"));
         Self {
             format,
             filter,
@@ -65,7 +70,16 @@ impl LogSettings {
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init() {
-    let settings = LogSettings::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    init_with_default("info");
+}
+
+/// As [`init`], logging at `default_level` unless the environment sets a level (command
+/// line tools whose output is their answer log only warnings by default).
+pub fn init_with_default(default_level: &str) {
+    let settings = LogSettings::from_vars_or(
+        |k| std::env::var(k).ok().filter(|v| !v.is_empty()),
+        default_level,
+    );
     let filter: Targets = settings
         .filter
         .parse()

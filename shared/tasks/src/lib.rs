@@ -28,5 +28,5 @@ pub use runner::{Outcome, Runner};
 pub use sqs::{SqsProbe, SqsTransport};
 pub use state::{TaskRecord, TaskState, TaskStore};
 pub use task::{Registry, Task, TaskContext, TaskError, TaskSpec};
-pub use transport::{Delivery, InProcess, Transport, TransportError};
+pub use transport::{Delivery, InProcess, RedisStreams, Transport, TransportError};
 pub use worker::Worker;

@@ -1,6 +1,6 @@
 //! One conformance suite for the transport port, run against every adapter: in process,
-//! and SQS on the moto stand-in. (SQS has no per-message priority, so it skips that case:
-//! its priorities are separate queues.)
+//! Redis Streams (single node and cluster) and SQS on the moto stand-in. (Streams and SQS
+//! have no per-message priority, so they skip that case: their priorities are queues.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,9 +182,45 @@ async fn sqs(queue: String) -> Option<Arc<dyn Transport>> {
     Some(Arc::new(celeriac_tasks::SqsTransport::new(&sdk, prefix)))
 }
 
+/// Redis Streams on a stand-in, with a 1 s visibility timeout.
+async fn streams(
+    config: Option<celeriac_platform::config::RedisConfig>,
+) -> Option<Arc<dyn Transport>> {
+    let config = config?;
+    let kv = Arc::new(
+        celeriac_kv::RedisKv::open(&config)
+            .await
+            .expect("redis config"),
+    );
+    let reader = Arc::new(
+        celeriac_kv::RedisKv::open(&config)
+            .await
+            .expect("redis config"),
+    );
+    Some(Arc::new(celeriac_tasks::RedisStreams::new(
+        kv,
+        reader,
+        "conformance",
+        Duration::from_secs(1),
+        config.response_timeout,
+    )))
+}
+
+async fn redis_single(_queue: String) -> Option<Arc<dyn Transport>> {
+    streams(celeriac_testkit::redis_single()).await
+}
+
+async fn redis_cluster(_queue: String) -> Option<Arc<dyn Transport>> {
+    streams(celeriac_testkit::redis_cluster()).await
+}
+
 conformance! {
     inprocess => inprocess, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
         dead_letters_leave_the_queue, higher_priority_first, queues_are_separate];
+    redis_single => redis_single, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
+        dead_letters_leave_the_queue, queues_are_separate];
+    redis_cluster => redis_cluster, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
+        dead_letters_leave_the_queue, queues_are_separate];
     sqs => sqs, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
         dead_letters_leave_the_queue, queues_are_separate];
 }

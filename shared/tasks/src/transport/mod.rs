@@ -3,15 +3,18 @@
 //! Every transport delivers at least once: a message received and not acknowledged comes
 //! back after its visibility timeout, a retried one comes back after its delay, and a dead
 //! one is kept apart for an operator. The adapters: [`inprocess::InProcess`] (the dev
-//! runner's embedded default); SQS and Redis Streams join them behind the same port.
+//! runner's embedded default), [`redis_streams::RedisStreams`] (`celeriac worker`) and
+//! [`crate::sqs::SqsTransport`] (Lambda).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub mod inprocess;
+pub mod redis_streams;
 
 pub use inprocess::InProcess;
+pub use redis_streams::RedisStreams;
 
 /// Why a transport call failed.
 #[derive(Debug, Clone, thiserror::Error)]
