@@ -188,7 +188,7 @@ async fn worker(
     } else {
         queues
     };
-    let runner = celeriac_tasks::Runner::new(registry, kv);
+    let runner = celeriac_tasks::Runner::new(registry, kv).with_lease(visibility);
     celeriac_tasks::Worker::new(streams, runner, queues, concurrency)
         .run(dev::shutdown_signal())
         .await;

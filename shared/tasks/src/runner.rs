@@ -42,6 +42,7 @@ pub struct Runner {
     registry: Arc<Registry>,
     store: TaskStore,
     idempotency: Idempotency,
+    lease: Option<Duration>,
 }
 
 impl Runner {
@@ -51,7 +52,16 @@ impl Runner {
             registry,
             store: TaskStore::new(kv.clone()),
             idempotency: Idempotency::new(kv),
+            lease: None,
         }
+    }
+
+    /// For hosts whose broker hands a message to another consumer after `lease` (a
+    /// worker's visibility timeout): an attempt's in-progress claim lapses with the lease,
+    /// so a dead worker's task is not blocked until its time limit.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// The task records this runner writes.
@@ -144,8 +154,11 @@ impl Runner {
         let retries = envelope.retries.max(delivery.saturating_sub(1));
         let limit_deadline = Instant::now() + spec.time_limit;
         let deadline = deadline.map_or(limit_deadline, |d| d.min(limit_deadline));
-        let in_progress_for =
-            deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        let until_deadline = deadline.saturating_duration_since(Instant::now());
+        let in_progress_for = self
+            .lease
+            .map_or(until_deadline, |lease| lease.min(until_deadline))
+            + Duration::from_secs(1);
 
         match self
             .idempotency
