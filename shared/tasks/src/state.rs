@@ -157,6 +157,16 @@ impl TaskStore {
             .await
     }
 
+    /// Writes `record` unless one exists: the PENDING record written at enqueue must never
+    /// overwrite the state a fast worker has already recorded.
+    pub async fn put_if_absent(&self, record: &TaskRecord) -> Result<bool, KvError> {
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| KvError::Rejected(format!("task record not serialisable: {e}")))?;
+        self.kv
+            .set_if_absent(&Self::key(&record.task_id), &bytes, Some(self.ttl))
+            .await
+    }
+
     /// Removes the record (an enqueue that failed).
     pub async fn delete(&self, task_id: &str) -> Result<(), KvError> {
         self.kv.delete(&Self::key(task_id)).await.map(|_| ())
@@ -245,6 +255,22 @@ mod tests {
             .expect("raw");
         let json: serde_json::Value = serde_json::from_slice(&raw).expect("json");
         assert_eq!(json["status"], "PENDING");
+    }
+
+    #[tokio::test]
+    async fn a_late_pending_write_never_overwrites_a_started_task() {
+        let store = TaskStore::new(Arc::new(MemoryKv::new()));
+        let mut started = TaskRecord::pending(&envelope());
+        started.status = TaskState::Started;
+        store.put(&started).await.expect("put");
+        assert!(
+            !store
+                .put_if_absent(&TaskRecord::pending(&envelope()))
+                .await
+                .expect("nx")
+        );
+        let record = store.get("t-1").await.expect("get").expect("exists");
+        assert_eq!(record.status, TaskState::Started);
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@ use tokio::task::JoinSet;
 use crate::runner::{Outcome, Runner};
 use crate::transport::{Delivery, Transport};
 
+/// Most messages one receive asks for.
+const MAX_BATCH: usize = 16;
+
 /// Receives and runs tasks until told to stop.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -73,18 +76,28 @@ async fn poll(
         if *stop.borrow() {
             return;
         }
-        let permit = tokio::select! {
+        let first = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
+        // Take what else is free too (up to this queue's share, so a quiet queue blocking
+        // in receive cannot hold every permit), and ask for that many messages at once.
+        let share = (worker.concurrency / worker.queues.len().max(1)).clamp(1, MAX_BATCH);
+        let mut held = vec![first];
+        while held.len() < share {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
         let received = tokio::select! {
-            r = worker.transport.receive(&queue, 1, Duration::from_secs(1)) => r,
+            r = worker.transport.receive(&queue, held.len(), Duration::from_secs(1)) => r,
             _ = stop.changed() => return,
         };
         match received {
             Ok(deliveries) => {
-                // One message per permit: the permit travels with the running task.
-                if let Some(delivery) = deliveries.into_iter().next() {
+                // One permit travels with each running task; unused ones are released here.
+                for (delivery, permit) in deliveries.into_iter().zip(held.drain(..)) {
                     let worker = worker.clone();
                     tokio::spawn(async move {
                         worker.settle(delivery).await;
@@ -93,7 +106,7 @@ async fn poll(
                 }
             }
             Err(err) => {
-                drop(permit);
+                drop(held);
                 tracing::warn!(queue = %queue, error = %err, "receive failed; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

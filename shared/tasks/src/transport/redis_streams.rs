@@ -105,6 +105,9 @@ pub struct RedisStreams {
     visibility: Duration,
     block: Duration,
     groups: Mutex<HashSet<String>>,
+    /// When each queue's delayed set and abandoned deliveries were last looked at: once
+    /// per round is enough, and skipping them keeps a busy receive to one round trip.
+    housekeeping: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
     promote: redis::Script,
     settle: redis::Script,
 }
@@ -129,6 +132,7 @@ impl RedisStreams {
                 .saturating_sub(Duration::from_millis(250))
                 .max(Duration::from_millis(50)),
             groups: Mutex::new(HashSet::new()),
+            housekeeping: Mutex::new(std::collections::HashMap::new()),
             promote: redis::Script::new(PROMOTE),
             settle: redis::Script::new(SETTLE),
         }
@@ -201,20 +205,22 @@ impl RedisStreams {
         max: usize,
         give_up: tokio::time::Instant,
     ) -> Result<Vec<Delivery>, TransportError> {
-        {
-            let mut conn = self.kv.connection().await.map_err(kv_error)?;
-            let _: i64 = self
-                .promote
-                .key(delayed_key(queue))
-                .key(stream_key(queue))
-                .arg(now_ms())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(&e))?;
-        }
-        let reclaimed = self.reclaim(queue, max).await?;
-        if !reclaimed.is_empty() {
-            return Ok(reclaimed);
+        if self.housekeeping_due(queue) {
+            {
+                let mut conn = self.kv.connection().await.map_err(kv_error)?;
+                let _: i64 = self
+                    .promote
+                    .key(delayed_key(queue))
+                    .key(stream_key(queue))
+                    .arg(now_ms())
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_error(&e))?;
+            }
+            let reclaimed = self.reclaim(queue, max).await?;
+            if !reclaimed.is_empty() {
+                return Ok(reclaimed);
+            }
         }
         let remaining = give_up.saturating_duration_since(tokio::time::Instant::now());
         // BLOCK 0 would mean forever: at least 1 ms.
@@ -246,6 +252,21 @@ impl RedisStreams {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    fn housekeeping_due(&self, queue: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .housekeeping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last.get(queue) {
+            Some(at) if now.duration_since(*at) < ROUND => false,
+            _ => {
+                last.insert(queue.to_owned(), now);
+                true
+            }
+        }
     }
 
     /// Claims deliveries idle past the visibility timeout (their worker died).
