@@ -54,6 +54,10 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .clone()
         .context("celeriac dev always has a key-value store")?;
     let registry = Arc::new(crate::registry());
+    let kv_for_beat = kv.clone();
+    let template_path = std::env::var("CELERIAC_TEMPLATE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from("template.yaml"));
     let transport: Arc<dyn Transport> = Arc::new(InProcess::default());
     let client = TaskClient::new(
         transport.clone(),
@@ -67,8 +71,10 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         WORKER_CONCURRENCY,
     );
 
-    let app =
-        celeriac_platform::http::app(routes(&config, &adapters, registry, client), &config.http);
+    let app = celeriac_platform::http::app(
+        routes(&config, &adapters, registry.clone(), client.clone()),
+        &config.http,
+    );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (is another celeriac dev running? try --port)")
     })?;
@@ -78,6 +84,26 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         "celeriac dev is serving"
     );
 
+    let mut beat = tokio::task::JoinSet::new();
+    match std::fs::read_to_string(&template_path) {
+        Ok(text) => {
+            let schedules = crate::schedules::from_template(&text, &registry)
+                .with_context(|| format!("schedules in {}", template_path.display()))?;
+            let lock = celeriac_tasks::schedule::TickLock::new(kv_for_beat.clone());
+            for schedule in schedules {
+                tracing::info!(schedule = %schedule.tick.schedule, task = %schedule.tick.task, "schedule armed");
+                beat.spawn(crate::schedules::fire(
+                    schedule,
+                    registry.clone(),
+                    client.clone(),
+                    lock.clone(),
+                ));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(path = %template_path.display(), error = %err, "no template.yaml here: no schedules fire")
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(worker.run(async move {
         let mut stop_rx = stop_rx;
@@ -87,6 +113,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving");
+    beat.abort_all();
     let _ = stop_tx.send(true);
     let _ = worker.await;
     served?;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod dev;
 pub mod dev_api;
+pub mod schedules;
 
 /// celeriac: the Redis-and-Celery tier as serverless Rust.
 #[derive(Debug, Parser)]

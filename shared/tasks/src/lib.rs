@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod idempotency;
 pub mod lambda;
 pub mod runner;
+pub mod schedule;
 pub mod sqs;
 pub mod state;
 pub mod task;

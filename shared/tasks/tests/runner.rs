@@ -326,3 +326,47 @@ async fn priority_outside_0_to_9_is_refused() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_tick_delivered_twice_runs_once_and_a_failed_tick_can_run_again() {
+    use celeriac_tasks::lambda::run_tick;
+    use celeriac_tasks::schedule::{Tick, TickLock};
+
+    let f = fixture(1);
+    let registry = Registry::new().register(Flaky {
+        fail_first: 1,
+        calls: f.calls.clone(),
+    });
+    let runner = Runner::new(Arc::new(registry.clone()), f.kv.clone());
+    let lock = TickLock::new(f.kv.clone());
+    let tick = Tick {
+        schedule: "every_minute".into(),
+        task: "flaky".into(),
+        args: serde_json::json!({"word": "tick"}),
+        scheduled_time: "2026-11-22T10:01:00Z".parse().expect("time"),
+    };
+    // First delivery fails retryably: the tick is given back for Scheduler's retry.
+    assert!(
+        run_tick(&runner, &registry, &lock, &tick, None)
+            .await
+            .is_err()
+    );
+    // The retry runs it; a duplicate of that delivery does not.
+    run_tick(&runner, &registry, &lock, &tick, None)
+        .await
+        .expect("retry runs");
+    run_tick(&runner, &registry, &lock, &tick, None)
+        .await
+        .expect("duplicate acknowledged");
+    assert_eq!(
+        f.calls.load(Ordering::SeqCst),
+        2,
+        "one failed attempt, one success, no third run"
+    );
+    let record = TaskStore::new(f.kv.clone())
+        .get(&tick.task_id())
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record.status, TaskState::Success);
+}

@@ -1,0 +1,168 @@
+//! `celeriac dev` as beat: fires the schedules template.yaml declares (`ScheduleV2` events
+//! with `rate(...)` or `cron(...)` expressions) from the same expressions, through the same
+//! tick lock as the Lambda scheduled handler, onto the dev runner's queue.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use celeriac_tasks::schedule::{Expression, Tick, TickLock};
+use celeriac_tasks::{Registry, SendOptions, TaskClient};
+use chrono::Utc;
+use serde_norway::Value;
+
+/// One schedule from the template.
+#[derive(Debug, Clone)]
+pub struct DevSchedule {
+    /// When it fires.
+    pub expression: Expression,
+    /// What it sends (its `scheduled_time` is set at each firing).
+    pub tick: Tick,
+}
+
+/// Every `ScheduleV2` event in `template`, checked against `registry`.
+pub fn from_template(template: &str, registry: &Registry) -> anyhow::Result<Vec<DevSchedule>> {
+    let template: Value = serde_norway::from_str(template).context("template.yaml is not YAML")?;
+    let mut found = Vec::new();
+    let Some(resources) = template["Resources"].as_mapping() else {
+        return Ok(found);
+    };
+    for (id, resource) in resources {
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (event_id, event) in events {
+            if event["Type"].as_str() != Some("ScheduleV2") {
+                continue;
+            }
+            let name = format!(
+                "{}.{}",
+                id.as_str().unwrap_or("?"),
+                event_id.as_str().unwrap_or("?")
+            );
+            let properties = &event["Properties"];
+            let expression = properties["ScheduleExpression"]
+                .as_str()
+                .with_context(|| format!("{name}: ScheduleExpression must be a plain string"))?;
+            let expression = Expression::parse(expression).with_context(|| name.clone())?;
+            let input = properties["Input"]
+                .as_str()
+                .with_context(|| format!("{name}: Input must be a JSON string"))?;
+            // The placeholder Scheduler fills in is not a time; any will do until firing.
+            let input = input.replace("<aws.scheduler.scheduled-time>", "1970-01-01T00:00:00Z");
+            let tick: Tick = serde_json::from_str(&input).with_context(|| {
+                format!("{name}: Input must hold schedule, task, args and scheduled_time")
+            })?;
+            if registry.get(&tick.task).is_none() {
+                bail!(
+                    "{name}: schedule names task {:?}, which no app registers",
+                    tick.task
+                );
+            }
+            found.push(DevSchedule { expression, tick });
+        }
+    }
+    Ok(found)
+}
+
+/// Fires `schedule` forever (the caller aborts it at shutdown).
+pub async fn fire(
+    schedule: DevSchedule,
+    registry: Arc<Registry>,
+    client: TaskClient,
+    lock: TickLock,
+) {
+    let start = Utc::now();
+    let mut after = start;
+    loop {
+        let Some(next) = schedule.expression.next_after(start, after) else {
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        after = next;
+        let tick = Tick {
+            scheduled_time: next,
+            ..schedule.tick.clone()
+        };
+        match lock.acquire(&tick).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(err) => {
+                tracing::warn!(schedule = %tick.schedule, error = %err, "tick lock unavailable; tick skipped");
+                continue;
+            }
+        }
+        let Some(task) = registry.get(&tick.task) else {
+            return;
+        };
+        match client
+            .send(&task.spec(), tick.args.clone(), SendOptions::default())
+            .await
+        {
+            Ok(task_id) => {
+                tracing::info!(schedule = %tick.schedule, task_id = %task_id, "schedule fired")
+            }
+            Err(err) => {
+                tracing::warn!(schedule = %tick.schedule, error = %err, "schedule could not enqueue")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  PingFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Api:
+          Type: HttpApi
+        EveryMinute:
+          Type: ScheduleV2
+          Properties:
+            ScheduleExpression: rate(1 minute)
+            Input: '{"schedule": "ping", "task": "test_celery", "args": {"word": "tick"}, "scheduled_time": "<aws.scheduler.scheduled-time>"}'
+        Hourly:
+          Type: ScheduleV2
+          Properties:
+            ScheduleExpression: cron(0 * * * ? *)
+            Input: '{"schedule": "hourly", "task": "test_celery", "args": {"word": "hour"}, "scheduled_time": "<aws.scheduler.scheduled-time>"}'
+"#;
+
+    #[test]
+    fn reads_every_schedule_v2_event() {
+        let schedules = from_template(TEMPLATE, &crate::registry()).expect("valid");
+        assert_eq!(schedules.len(), 2);
+        assert_eq!(schedules[0].tick.schedule, "ping");
+        assert!(matches!(schedules[0].expression, Expression::Rate(d) if d.as_secs() == 60));
+        assert!(matches!(schedules[1].expression, Expression::Cron(_)));
+    }
+
+    #[test]
+    fn an_unknown_task_or_a_bad_expression_is_named() {
+        let unknown = TEMPLATE.replacen("\"task\": \"test_celery\"", "\"task\": \"nope\"", 1);
+        let err = from_template(&unknown, &crate::registry()).expect_err("unknown task");
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+        let bad = TEMPLATE.replace("rate(1 minute)", "rate(1 fortnight)");
+        let err = from_template(&bad, &crate::registry()).expect_err("bad rate");
+        assert!(
+            format!("{err:#}").contains("PingFunction.EveryMinute"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_template_parses() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
+                .expect("template.yaml");
+        from_template(&text, &crate::registry())
+            .expect("the shipped template's schedules are valid");
+    }
+}
