@@ -143,3 +143,28 @@ async fn with_redis_the_state_is_read_straight_from_redis() {
     ));
     assert_eq!(printed, "SUCCESS\nresult: \"test task return redis\"");
 }
+
+#[tokio::test]
+async fn with_task_transport_redis_dev_runs_tasks_over_redis_streams() {
+    let Some(redis) = standin("CELERIAC_TEST_REDIS_URL") else {
+        return;
+    };
+    let server = DevServer::start(&[
+        ("REDIS_URL", redis.clone()),
+        ("TASK_TRANSPORT", "redis".into()),
+    ]);
+    let id = stdout(&celeriac(
+        &["call", "test_celery", "--args", r#"{"word": "stream"}"#],
+        &[("CELERIAC_URL", server.url.as_str())],
+    ));
+    let printed = stdout(&celeriac(
+        &["result", &id, "--wait", "10"],
+        &[("CELERIAC_URL", server.url.as_str())],
+    ));
+    assert_eq!(printed, "SUCCESS\nresult: \"test task return stream\"");
+    assert!(
+        server.log().contains("transport=\"redis-streams\""),
+        "{}",
+        server.log()
+    );
+}

@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use celeriac_kv::RedisKv;
 use celeriac_platform::Config;
 use celeriac_platform::config::QueueConfig;
 use celeriac_platform_functions::{Adapters, Defaults, health, task_status};
-use celeriac_tasks::{InProcess, Registry, Runner, TaskClient, TaskStore, Transport, Worker};
+use celeriac_tasks::{
+    InProcess, RedisStreams, Registry, Runner, TaskClient, TaskStore, Transport, Worker,
+};
 
 use crate::dev_api;
 
@@ -43,10 +46,9 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             .await
             .context("applying migrations")?;
     }
-    if !matches!(config.queue, QueueConfig::None | QueueConfig::InProcess) {
+    if matches!(config.queue, QueueConfig::Sqs { .. }) {
         tracing::warn!(
-            queue = ?config.queue,
-            "celeriac dev runs tasks on its in-process queue; the configured transport is only probed by health"
+            "celeriac dev runs tasks on its own queue; the SQS queue is only probed by health (SQS tasks run on Lambda)"
         );
     }
     let kv = adapters
@@ -58,7 +60,18 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from("template.yaml"));
-    let transport: Arc<dyn Transport> = Arc::new(InProcess::default());
+    // TASK_TRANSPORT=redis: tasks travel on Redis Streams, so `celeriac worker`s elsewhere
+    // can share the work; otherwise the in-process queue.
+    let transport: Arc<dyn Transport> = match (&config.queue, &config.redis) {
+        (QueueConfig::RedisStreams, Some(redis)) => Arc::new(RedisStreams::new(
+            Arc::new(RedisKv::open(redis).await?),
+            Arc::new(RedisKv::open(redis).await?),
+            format!("dev-{}", std::process::id()),
+            std::time::Duration::from_secs(30),
+            redis.response_timeout,
+        )),
+        _ => Arc::new(InProcess::default()),
+    };
     let client = TaskClient::new(
         transport.clone(),
         TaskStore::new(kv.clone()),
@@ -67,7 +80,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let worker = Worker::new(
         transport,
         Runner::new(registry.clone(), kv),
-        registry.queues().into_iter().map(str::to_owned).collect(),
+        registry.queues(),
         WORKER_CONCURRENCY,
     );
 

@@ -185,7 +185,7 @@ async fn worker(
     let (streams, kv) = redis_streams(visibility).await?;
     let registry = std::sync::Arc::new(registry());
     let queues = if queues.is_empty() {
-        registry.queues().into_iter().map(str::to_owned).collect()
+        registry.queues()
     } else {
         queues
     };

@@ -98,7 +98,10 @@ impl TaskClient {
             eta,
             expires: options.expires,
             priority: options.priority.or(spec.priority),
-            queue: options.queue.unwrap_or_else(|| spec.queue.to_owned()),
+            queue: spec.route(
+                options.queue.as_deref().unwrap_or(spec.queue),
+                options.priority.or(spec.priority),
+            ),
             root_id,
             parent_id,
             idempotency_key: options.idempotency_key,

@@ -34,6 +34,10 @@ pub struct TaskSpec {
     pub time_limit: Duration,
     /// How long its state record is kept.
     pub result_ttl: Duration,
+    /// Whether its messages are split by priority into `{queue}-high`, `{queue}` and
+    /// `{queue}-low`. SQS and Redis Streams have no per-message priority, so a priority is
+    /// a queue of its own, and the template gives each its own concurrency.
+    pub priority_queues: bool,
 }
 
 impl TaskSpec {
@@ -52,6 +56,36 @@ impl TaskSpec {
             },
             time_limit: Duration::from_secs(300),
             result_ttl: DEFAULT_RESULT_TTL,
+            priority_queues: false,
+        }
+    }
+
+    /// Split by priority into `{queue}-high`, `{queue}` and `{queue}-low`.
+    pub const fn with_priority_queues(mut self) -> Self {
+        self.priority_queues = true;
+        self
+    }
+
+    /// The queue a message for `queue` with `priority` goes to: priorities 7 to 9 go to
+    /// `-high`, 0 to 3 to `-low`, the rest (and no priority) to `queue` itself.
+    pub fn route(&self, queue: &str, priority: Option<u8>) -> String {
+        match priority {
+            Some(7..=9) if self.priority_queues => format!("{queue}-high"),
+            Some(0..=3) if self.priority_queues => format!("{queue}-low"),
+            _ => queue.to_owned(),
+        }
+    }
+
+    /// Every queue this task's messages can be in.
+    pub fn queues(&self) -> Vec<String> {
+        if self.priority_queues {
+            vec![
+                format!("{}-high", self.queue),
+                self.queue.to_owned(),
+                format!("{}-low", self.queue),
+            ]
+        } else {
+            vec![self.queue.to_owned()]
         }
     }
 
@@ -218,11 +252,34 @@ impl Registry {
         self.tasks.keys().copied()
     }
 
-    /// The queues these tasks route to, each once.
-    pub fn queues(&self) -> Vec<&'static str> {
-        let mut queues: Vec<_> = self.tasks.values().map(|t| t.spec().queue).collect();
+    /// The queues these tasks route to (priority queues included), each once.
+    pub fn queues(&self) -> Vec<String> {
+        let mut queues: Vec<_> = self
+            .tasks
+            .values()
+            .flat_map(|t| t.spec().queues())
+            .collect();
         queues.sort_unstable();
         queues.dedup();
         queues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_route_to_their_queues_only_when_asked() {
+        let plain = TaskSpec::new("t").queue("q");
+        assert_eq!(plain.route("q", Some(9)), "q");
+        assert_eq!(plain.queues(), ["q"]);
+        let split = plain.with_priority_queues();
+        assert_eq!(split.route("q", Some(9)), "q-high");
+        assert_eq!(split.route("q", Some(7)), "q-high");
+        assert_eq!(split.route("q", Some(5)), "q");
+        assert_eq!(split.route("q", None), "q");
+        assert_eq!(split.route("q", Some(0)), "q-low");
+        assert_eq!(split.queues(), ["q-high", "q", "q-low"]);
     }
 }

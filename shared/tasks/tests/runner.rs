@@ -370,3 +370,29 @@ async fn a_tick_delivered_twice_runs_once_and_a_failed_tick_can_run_again() {
         .expect("record");
     assert_eq!(record.status, TaskState::Success);
 }
+
+#[tokio::test]
+async fn a_task_with_priority_queues_is_sent_to_the_queue_of_its_priority() {
+    let f = fixture(0);
+    let spec = spec().with_priority_queues();
+    for (priority, queue) in [(Some(9), "q-high"), (None, "q"), (Some(1), "q-low")] {
+        f.client
+            .send(
+                &spec,
+                serde_json::json!({"word": "p"}),
+                SendOptions {
+                    priority,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("send");
+        let got = f
+            .transport
+            .receive(queue, 10, Duration::from_millis(200))
+            .await
+            .expect("receive");
+        assert_eq!(got.len(), 1, "priority {priority:?} goes to {queue}");
+        f.transport.ack(&got[0]).await.expect("ack");
+    }
+}
