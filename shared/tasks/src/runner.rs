@@ -183,7 +183,11 @@ impl Runner {
         record.status = TaskState::Started;
         record.retries = retries;
         record.started_at = Some(now);
-        self.store.put(&record).await?;
+        if let Err(err) = self.store.put(&record).await {
+            // Nothing ran: give the claim back, or the redelivery would wait out its lease.
+            let _ = self.idempotency.release(envelope.effect_key()).await;
+            return Err(err);
+        }
 
         let ctx = TaskContext {
             task_id: envelope.id.clone(),
