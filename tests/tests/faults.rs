@@ -34,12 +34,10 @@ fn start_worker(url: &str, log: &str) -> Child {
 
 async fn client(url: &str) -> (TaskClient, SharedKv) {
     let kv = Arc::new(RedisKv::open(&config(url)).await.expect("redis"));
-    let reader = Arc::new(RedisKv::open(&config(url)).await.expect("redis"));
     let streams = Arc::new(RedisStreams::new(
         kv.clone(),
-        reader,
+        config(url),
         "test-producer",
-        Duration::from_secs(1),
         Duration::from_secs(1),
     ));
     (

@@ -65,10 +65,9 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let transport: Arc<dyn Transport> = match (&config.queue, &config.redis) {
         (QueueConfig::RedisStreams, Some(redis)) => Arc::new(RedisStreams::new(
             Arc::new(RedisKv::open(redis).await?),
-            Arc::new(RedisKv::open(redis).await?),
+            redis.clone(),
             format!("dev-{}", std::process::id()),
             std::time::Duration::from_secs(30),
-            redis.response_timeout,
         )),
         _ => Arc::new(InProcess::default()),
     };
@@ -79,7 +78,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     );
     let worker = Worker::new(
         transport,
-        Runner::new(registry.clone(), kv),
+        Runner::new(registry.clone(), kv).with_lease(std::time::Duration::from_secs(30)),
         registry.queues(),
         WORKER_CONCURRENCY,
     );

@@ -115,7 +115,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             visibility,
         } => worker(queues, concurrency, Duration::from_secs(visibility)).await,
         Command::Result { task_id, wait } => {
-            let give_up = tokio::time::Instant::now() + Duration::from_secs_f64(wait.max(0.0));
+            if !(0.0..=86_400.0).contains(&wait) {
+                bail!("--wait must be between 0 and 86400 seconds");
+            }
+            let give_up = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
             loop {
                 let status = result(&task_id).await?;
                 let state = status["state"].as_str().unwrap_or("UNKNOWN").to_owned();
@@ -164,16 +167,10 @@ async fn redis_streams(
         bail!("set REDIS_URL (or REDIS_CLUSTER_NODES): tasks travel on Redis Streams");
     };
     let kv = std::sync::Arc::new(celeriac_kv::RedisKv::open(&redis).await?);
-    let reader = std::sync::Arc::new(celeriac_kv::RedisKv::open(&redis).await?);
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
     let consumer = format!("{host}-{}", std::process::id());
-    let streams = celeriac_tasks::RedisStreams::new(
-        kv.clone(),
-        reader,
-        consumer,
-        visibility,
-        redis.response_timeout,
-    );
+    let streams =
+        celeriac_tasks::RedisStreams::new(kv.clone(), redis.clone(), consumer, visibility);
     Ok((std::sync::Arc::new(streams), kv))
 }
 

@@ -84,7 +84,10 @@ pub async fn fire(
             scheduled_time: next,
             ..schedule.tick.clone()
         };
-        match lock.acquire(&tick).await {
+        match lock
+            .acquire(&tick, std::time::Duration::from_secs(3600))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => continue,
             Err(err) => {

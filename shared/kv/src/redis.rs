@@ -106,7 +106,9 @@ impl std::fmt::Debug for RedisKv {
     }
 }
 
-fn unavailable(err: &redis::RedisError) -> KvError {
+/// Classifies a Redis error: connection trouble, loading, failover and cluster moves can pass
+/// (retryable); a server error about the request itself cannot.
+pub fn classify(err: &redis::RedisError) -> KvError {
     // Connection-level problems can pass; a server error about this request cannot.
     if err.is_io_error()
         || err.is_timeout()
@@ -220,22 +222,20 @@ impl RedisKv {
                     .get_connection_manager_with_config(config)
                     .await
                     .map(RedisConnection::Single)
-                    .map_err(|e| unavailable(&e))
+                    .map_err(|e| classify(&e))
             }
             Client::Cluster(client) => client
                 .get_async_connection()
                 .await
                 .map(RedisConnection::Cluster)
-                .map_err(|e| unavailable(&e)),
+                .map_err(|e| classify(&e)),
         }
     }
 
     /// Runs one command on the shared connection.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, KvError> {
         let mut conn = self.connection().await?;
-        cmd.query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))
+        cmd.query_async(&mut conn).await.map_err(|e| classify(&e))
     }
 }
 
@@ -297,7 +297,7 @@ impl KeyValue for RedisKv {
         let (value,): (i64,) = pipe
             .query_async(&mut conn)
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| classify(&e))?;
         Ok(value)
     }
 

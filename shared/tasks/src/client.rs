@@ -121,7 +121,12 @@ impl TaskClient {
                 .send(&envelope.queue, &body, envelope.priority, delay)
         );
         if let Err(err) = sent {
-            let _ = self.store.delete(&id).await;
+            // A refused send certainly enqueued nothing. An unavailable broker may have
+            // applied it before the answer was lost: keep the record, which a run would
+            // overwrite, rather than erase the state of a task that may exist.
+            if !err.is_retryable() {
+                let _ = self.store.delete(&id).await;
+            }
             return Err(if err.is_retryable() {
                 TaskError::Retryable(err.to_string())
             } else {

@@ -63,13 +63,39 @@ impl Envelope {
 
     /// Parses a message body; the error says what is wrong without echoing the body.
     pub fn from_json(body: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(body).map_err(|e| format!("not a task envelope: {e}"))
+        serde_json::from_slice(body)
+            .map_err(|e| format!("not a task envelope: {}", without_values(&e)))
     }
 
     /// The message body.
     pub fn to_json(&self) -> String {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// serde_json's message without the offending value, which may be a customer's data (it
+/// ends up in logs, dead-letter reasons and the public task status).
+pub fn without_values(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text = match (
+        text.find("invalid type: ")
+            .or_else(|| text.find("invalid value: ")),
+        text.find(", expected"),
+    ) {
+        (Some(start), Some(expected)) if expected > start => {
+            format!(
+                "{}invalid type or value{}",
+                &text[..start],
+                &text[expected..]
+            )
+        }
+        _ => text,
+    };
+    if err.line() > 0 && !text.contains(" at line ") {
+        format!("{text} at line {} column {}", err.line(), err.column())
+    } else {
+        text
     }
 }
 
@@ -113,6 +139,18 @@ mod tests {
             Envelope::from_json(envelope.to_json().as_bytes()),
             Ok(envelope)
         );
+    }
+
+    #[test]
+    fn errors_name_fields_but_never_values() {
+        let err = serde_json::from_str::<Envelope>(r#"{"id": "4111111111111111x", "task": 7}"#)
+            .expect_err("task must be a string");
+        let text = without_values(&err);
+        assert!(!text.contains("integer `7`"), "{text}");
+        assert!(text.contains("expected"), "{text}");
+        let err = Envelope::from_json(br#"{"id": 4111111111111111, "task": "t"}"#)
+            .expect_err("id must be a string");
+        assert!(!err.contains("4111111111111111"), "{err}");
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub async fn run_tick(
             tick.schedule, tick.task
         )
     })?;
-    if !lock.acquire(tick).await.map_err(|e| e.to_string())? {
+    let lease = task.spec().time_limit + Duration::from_secs(60);
+    if !lock.acquire(tick, lease).await.map_err(|e| e.to_string())? {
         tracing::info!("tick already run; duplicate delivery ignored");
         return Ok(());
     }

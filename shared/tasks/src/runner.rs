@@ -17,6 +17,10 @@ use crate::idempotency::{Begin, Idempotency};
 use crate::state::{Claim, TaskRecord, TaskState, TaskStore};
 use crate::task::{Registry, TaskContext, TaskError};
 
+/// Deliveries after which a message whose state cannot be read or written goes to the
+/// dead letters instead of circling forever.
+const MAX_DELIVERIES_WITHOUT_STATE: u32 = 10;
+
 /// What the transport must do with the message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -100,6 +104,12 @@ impl Runner {
         match self.try_execute(&envelope, delivery, deadline).await {
             Ok(outcome) => outcome,
             // The state store itself failed: nothing is lost by trying the message again.
+            Err(err) if delivery >= MAX_DELIVERIES_WITHOUT_STATE => {
+                tracing::error!(error = %err, delivery, "task state unavailable on every delivery; dead-lettered");
+                Outcome::Dead(format!(
+                    "task state store failed on {delivery} deliveries: {err}"
+                ))
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "task state unavailable; message will be retried");
                 Outcome::Retry(Duration::from_secs(1))
@@ -152,6 +162,20 @@ impl Runner {
         };
         let spec = task.spec();
         let retries = envelope.retries.max(delivery.saturating_sub(1));
+        if retries > spec.max_retries {
+            // Delivered more often than its attempts allow: its worker died on it each time
+            // (a crash, a kill, an abort). Stop here rather than take down the next worker;
+            // the same bound as SQS's redrive (maxReceiveCount = retries + 1).
+            let reason = format!(
+                "delivered {delivery} times without finishing; more than {} attempts",
+                spec.max_retries + 1
+            );
+            record.status = TaskState::Failure;
+            record.error = Some(reason.clone());
+            record.date_done = Some(now);
+            self.store.put(&record).await?;
+            return Ok(Outcome::Dead(reason));
+        }
         let limit_deadline = Instant::now() + spec.time_limit;
         let deadline = deadline.map_or(limit_deadline, |d| d.min(limit_deadline));
         let until_deadline = deadline.saturating_duration_since(Instant::now());

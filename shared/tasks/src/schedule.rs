@@ -54,11 +54,14 @@ impl TickLock {
         format!("celeriac-tick-{}", tick.task_id())
     }
 
-    /// True for the first caller with this tick; false for every duplicate.
-    pub async fn acquire(&self, tick: &Tick) -> Result<bool, KvError> {
-        // A day is far longer than any redelivery window of Scheduler.
+    /// True for the first caller with this tick; false for a duplicate while the lock
+    /// holds. The lock is a lease of `lease` (the task's time limit): a holder killed before
+    /// it could give the lock back does not block Scheduler's retry past it, and a late
+    /// duplicate still runs nothing, because the task id is the tick's and its record or
+    /// idempotency entry says it ran.
+    pub async fn acquire(&self, tick: &Tick, lease: Duration) -> Result<bool, KvError> {
         self.kv
-            .set_if_absent(&Self::key(tick), b"1", Some(Duration::from_secs(24 * 3600)))
+            .set_if_absent(&Self::key(tick), b"1", Some(lease))
             .await
     }
 
@@ -118,7 +121,12 @@ impl Expression {
                 Some("day" | "days") => 86_400,
                 _ => return Err(err("rate unit must be minutes, hours or days")),
             };
-            return Ok(Self::Rate(Duration::from_secs(n * unit)));
+            // Scheduler allows rates up to a year or so; anything past ten years is a typo.
+            let secs = n
+                .checked_mul(unit)
+                .filter(|s| *s <= 10 * 366 * 86_400)
+                .ok_or_else(|| err("rate is longer than ten years"))?;
+            return Ok(Self::Rate(Duration::from_secs(secs)));
         }
         if let Some(inner) = text.strip_prefix("cron(").and_then(|r| r.strip_suffix(')')) {
             let fields: Vec<&str> = inner.split_whitespace().collect();
@@ -163,7 +171,7 @@ impl Expression {
                 let period = ChronoDuration::from_std(*period).ok()?;
                 let elapsed = after - start;
                 let periods = elapsed.num_seconds().div_euclid(period.num_seconds()) + 1;
-                Some(start + period * i32::try_from(periods).ok()?)
+                start.checked_add_signed(period.checked_mul(i32::try_from(periods).ok()?)?)
             }
             Self::Cron(cron) => {
                 // Minute by minute over at most four years: simple and plenty fast for a
@@ -312,12 +320,13 @@ mod tests {
             args: serde_json::Value::Null,
             scheduled_time: at("2026-11-22T10:01:00Z"),
         };
-        assert!(lock.acquire(&tick).await.expect("lock"));
-        assert!(!lock.acquire(&tick).await.expect("lock again"));
+        let lease = Duration::from_secs(60);
+        assert!(lock.acquire(&tick, lease).await.expect("lock"));
+        assert!(!lock.acquire(&tick, lease).await.expect("lock again"));
         let next = Tick {
             scheduled_time: at("2026-11-22T10:02:00Z"),
             ..tick
         };
-        assert!(lock.acquire(&next).await.expect("next tick"));
+        assert!(lock.acquire(&next, lease).await.expect("next tick"));
     }
 }

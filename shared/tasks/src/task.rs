@@ -205,7 +205,11 @@ impl<T: Task> ErasedTask for Typed<T> {
         ctx: &TaskContext,
     ) -> Result<serde_json::Value, TaskError> {
         let args: T::Args = serde_json::from_value(args).map_err(|e| {
-            TaskError::Permanent(format!("invalid arguments for {}: {e}", self.spec().name))
+            TaskError::Permanent(format!(
+                "invalid arguments for {}: {}",
+                self.spec().name,
+                crate::envelope::without_values(&e)
+            ))
         })?;
         let output = self.0.run(args, ctx).await?;
         serde_json::to_value(output).map_err(|e| {

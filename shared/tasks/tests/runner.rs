@@ -396,3 +396,29 @@ async fn a_task_with_priority_queues_is_sent_to_the_queue_of_its_priority() {
         f.transport.ack(&got[0]).await.expect("ack");
     }
 }
+
+#[tokio::test]
+async fn a_message_delivered_past_its_attempts_is_dead_lettered_without_running() {
+    let f = fixture(0);
+    f.client
+        .send(
+            &spec(),
+            serde_json::json!({"word": "crashy"}),
+            SendOptions::default(),
+        )
+        .await
+        .expect("send");
+    let message = f
+        .transport
+        .receive("q", 1, Duration::from_secs(1))
+        .await
+        .expect("receive")
+        .remove(0);
+    // Its workers died on it four times (one attempt and three retries); the fifth stops it.
+    let outcome = f.runner.execute(&message.body, 5, None).await;
+    assert!(
+        matches!(&outcome, Outcome::Dead(reason) if reason.contains("delivered 5 times")),
+        "{outcome:?}"
+    );
+    assert_eq!(f.calls.load(Ordering::SeqCst), 0);
+}

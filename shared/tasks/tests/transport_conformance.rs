@@ -192,17 +192,11 @@ async fn streams(
             .await
             .expect("redis config"),
     );
-    let reader = Arc::new(
-        celeriac_kv::RedisKv::open(&config)
-            .await
-            .expect("redis config"),
-    );
     Some(Arc::new(celeriac_tasks::RedisStreams::new(
         kv,
-        reader,
+        config,
         "conformance",
         Duration::from_secs(1),
-        config.response_timeout,
     )))
 }
 
@@ -223,4 +217,47 @@ conformance! {
         dead_letters_leave_the_queue, queues_are_separate];
     sqs => sqs, [send_receive_ack, unacked_messages_come_back, delays_and_retries,
         dead_letters_leave_the_queue, queues_are_separate];
+}
+
+/// Redis lost its data and a producer recreated the stream without the consumer group:
+/// the transport creates the group again instead of failing forever.
+#[tokio::test]
+async fn redis_streams_recover_a_lost_consumer_group() {
+    let Some(config) = celeriac_testkit::redis_single() else {
+        return;
+    };
+    let queue = short_unique_name();
+    let t = streams(Some(config.clone())).await.expect("redis");
+    t.send(&queue, "before", None, Duration::ZERO)
+        .await
+        .expect("send");
+    let got = t
+        .receive(&queue, 1, Duration::from_secs(2))
+        .await
+        .expect("receive");
+    t.ack(&got[0]).await.expect("ack");
+
+    let kv = celeriac_kv::RedisKv::open(&config).await.expect("redis");
+    let mut del = redis::cmd("DEL");
+    del.arg(format!("celeriac:{{q:{queue}}}:stream"));
+    let _: i64 = kv.query(&del).await.expect("DEL");
+    t.send(&queue, "after", None, Duration::ZERO)
+        .await
+        .expect("send recreates the stream");
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        match t.receive(&queue, 1, Duration::from_millis(500)).await {
+            Ok(got) if !got.is_empty() => {
+                received = got;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        received.len(),
+        1,
+        "receives again after recreating the group"
+    );
+    assert_eq!(received[0].body, b"after");
 }

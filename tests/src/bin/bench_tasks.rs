@@ -66,14 +66,12 @@ async fn main() -> anyhow::Result<()> {
     let config = celeriac_platform::Config::from_env("bench_tasks")?;
     let redis = config.redis.context("set REDIS_URL")?;
     let kv = Arc::new(RedisKv::open(&redis).await?);
-    let reader = Arc::new(RedisKv::open(&redis).await?);
     let queue = format!("bench-{}", std::process::id());
     let streams = Arc::new(RedisStreams::new(
         kv.clone(),
-        reader,
+        redis.clone(),
         "bench",
         Duration::from_secs(30),
-        redis.response_timeout,
     ));
     let registry = Arc::new(Registry::new().register(Noop));
     let worker = Worker::new(

@@ -53,13 +53,11 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(1000),
     );
     let kv = Arc::new(RedisKv::open(&redis).await?);
-    let reader = Arc::new(RedisKv::open(&redis).await?);
     let streams = Arc::new(RedisStreams::new(
         kv.clone(),
-        reader,
+        redis.clone(),
         format!("fault-{}", std::process::id()),
         visibility,
-        redis.response_timeout,
     ));
     let registry = Arc::new(Registry::new().register(SleepyTask(kv.clone())));
     let worker = Worker::new(

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use celeriac_kv::{KvError, RedisKv};
+use celeriac_platform::config::RedisConfig;
 use redis::streams::{StreamPendingCountReply, StreamReadReply};
 
 use super::{Delivery, Transport, TransportError};
@@ -55,16 +56,7 @@ fn kv_error(err: KvError) -> TransportError {
 }
 
 fn redis_error(err: &redis::RedisError) -> TransportError {
-    if err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_cluster_error()
-    {
-        TransportError::Unavailable(err.to_string())
-    } else {
-        TransportError::Rejected(err.to_string())
-    }
+    kv_error(celeriac_kv::redis::classify(err))
 }
 
 /// Moves due members of the delayed set into the stream. A member is
@@ -84,7 +76,8 @@ return #due
 /// in the delayed set (retry) or the dead stream. Atomic, so a crash cannot lose or
 /// duplicate it between the two steps.
 const SETTLE: &str = r"
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+-- Not pending any more: another consumer claimed and settled it. Do nothing twice.
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[3] == 'retry' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
@@ -98,9 +91,11 @@ return 1
 #[derive(Debug)]
 pub struct RedisStreams {
     kv: Arc<RedisKv>,
-    /// A second connection for blocking reads: a `BLOCK` on the shared multiplexed
-    /// connection would stall every other command behind it.
-    reader: Arc<RedisKv>,
+    /// Where to open reader connections.
+    config: RedisConfig,
+    /// One connection per queue for blocking reads: a `BLOCK` stalls every command behind
+    /// it on its connection, the shared one and other queues' reads alike.
+    readers: tokio::sync::Mutex<std::collections::HashMap<String, Arc<RedisKv>>>,
     consumer: String,
     visibility: Duration,
     block: Duration,
@@ -113,18 +108,19 @@ pub struct RedisStreams {
 }
 
 impl RedisStreams {
-    /// A transport on `kv` (and `reader` for blocking reads) as consumer `consumer`;
-    /// deliveries idle past `visibility` are reclaimed by other consumers.
+    /// A transport on `kv` as consumer `consumer`, opening a reader connection per queue
+    /// from `config`; deliveries idle past `visibility` are reclaimed by other consumers.
     pub fn new(
         kv: Arc<RedisKv>,
-        reader: Arc<RedisKv>,
+        config: RedisConfig,
         consumer: impl Into<String>,
         visibility: Duration,
-        response_timeout: Duration,
     ) -> Self {
+        let response_timeout = config.response_timeout;
         Self {
             kv,
-            reader,
+            config,
+            readers: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             consumer: consumer.into(),
             visibility,
             // Stay under the connection's response timeout, or a quiet queue looks like an outage.
@@ -228,7 +224,12 @@ impl RedisStreams {
             .min(self.block)
             .min(ROUND)
             .max(Duration::from_millis(1));
-        let mut reader = self.reader.connection().await.map_err(kv_error)?;
+        let mut reader = self
+            .reader(queue)
+            .await?
+            .connection()
+            .await
+            .map_err(kv_error)?;
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
@@ -242,7 +243,17 @@ impl RedisStreams {
             .arg(">")
             .query_async(&mut reader)
             .await
-            .map_err(|e| redis_error(&e))?;
+            .map_err(|e| {
+                // Redis lost its data (restart without persistence) and the stream was
+                // recreated by a producer without our group: create it again next round.
+                if e.code() == Some("NOGROUP") {
+                    self.groups
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(queue);
+                }
+                redis_error(&e)
+            })?;
         Ok(reply
             .map(|r| {
                 r.keys
@@ -252,6 +263,20 @@ impl RedisStreams {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn reader(&self, queue: &str) -> Result<Arc<RedisKv>, TransportError> {
+        let mut readers = self.readers.lock().await;
+        if let Some(reader) = readers.get(queue) {
+            return Ok(reader.clone());
+        }
+        let reader = Arc::new(
+            RedisKv::open(&self.config)
+                .await
+                .map_err(|e| TransportError::Rejected(e.to_string()))?,
+        );
+        readers.insert(queue.to_owned(), reader.clone());
+        Ok(reader)
     }
 
     fn housekeeping_due(&self, queue: &str) -> bool {
