@@ -46,8 +46,9 @@ pub enum Error {
         /// Seconds until a retry can succeed.
         retry_after_secs: u64,
     },
-    /// A dependency (Redis, the database, the queue, the model) is down or slow.
-    #[error("{component} is unavailable: {reason}")]
+    /// A dependency (Redis, the database, the queue, the model) is down or slow. Clients
+    /// see which one; the reason (hosts, ARNs) goes only to the log and diagnostics.
+    #[error("{component} is unavailable, try again shortly")]
     Unavailable {
         /// Which dependency.
         component: &'static str,
@@ -164,6 +165,9 @@ impl From<&Error> for lambda_runtime::Diagnostic {
             error_type: format!("{retry}.{}", err.code()),
             error_message: match err {
                 Error::Internal(cause) => cause.to_string(),
+                Error::Unavailable { component, reason } => {
+                    format!("{component} is unavailable: {reason}")
+                }
                 other => other.to_string(),
             },
         }
@@ -214,6 +218,23 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+    }
+
+    #[tokio::test]
+    async fn an_outage_names_the_component_but_not_its_address() {
+        let err = Error::Unavailable {
+            component: "redis",
+            reason: "connection refused to cache.internal.example:6379".into(),
+        };
+        let d: lambda_runtime::Diagnostic = (&err).into();
+        assert!(d.error_message.contains("cache.internal.example"));
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let json = body_json(response).await;
+        assert_eq!(
+            json["error"]["message"],
+            "redis is unavailable, try again shortly"
+        );
     }
 
     #[test]
