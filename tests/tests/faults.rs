@@ -20,12 +20,13 @@ fn config(url: &str) -> RedisConfig {
     }
 }
 
-fn start_worker(url: &str, log: &str) -> Child {
+fn start_worker(url: &str, queue: &str, log: &str) -> Child {
     Command::new(workspace_binary("fault_worker"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("REDIS_URL", url)
         .env("VISIBILITY_MS", "1000")
+        .env("FAULT_QUEUE", queue)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(std::env::temp_dir().join(log)).expect("log"))
         .spawn()
@@ -70,12 +71,12 @@ async fn a_task_whose_worker_is_killed_is_redelivered_and_completed_once() {
     let (client, kv) = client(&url).await;
     let counter = format!("faults:effects:{}", std::process::id());
     let spec = TaskSpec::new("sleepy").queue("faults");
-    let mut first = start_worker(&url, "fault-worker-1.log");
+    let mut first = start_worker(&url, "faults-kill", "fault-worker-1.log");
     let id = client
         .send(
             &spec,
             serde_json::json!({"ms": 1500, "counter": counter}),
-            SendOptions::default(),
+            queue_opts("faults-kill"),
         )
         .await
         .expect("send");
@@ -86,7 +87,7 @@ async fn a_task_whose_worker_is_killed_is_redelivered_and_completed_once() {
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
 
-    let mut second = start_worker(&url, "fault-worker-2.log");
+    let mut second = start_worker(&url, "faults-kill", "fault-worker-2.log");
     let done = wait_for(client.store(), &id, TaskState::Success, 20).await;
     second.kill().expect("stop");
     second.wait().expect("reaped");
@@ -164,7 +165,7 @@ async fn after_redis_restarts_under_load_the_worker_resumes_by_itself() {
     let (client, kv) = client(&url).await;
     let counter = "faults:restart-effects";
     let spec = TaskSpec::new("sleepy").queue("faults");
-    let mut worker = start_worker(&url, "fault-worker-restart.log");
+    let mut worker = start_worker(&url, "faults-restart", "fault-worker-restart.log");
 
     let mut ids = Vec::new();
     for _ in 0..20 {
@@ -173,7 +174,7 @@ async fn after_redis_restarts_under_load_the_worker_resumes_by_itself() {
                 .send(
                     &spec,
                     serde_json::json!({"ms": 50, "counter": counter}),
-                    SendOptions::default(),
+                    queue_opts("faults-restart"),
                 )
                 .await
                 .expect("send"),
@@ -189,7 +190,7 @@ async fn after_redis_restarts_under_load_the_worker_resumes_by_itself() {
                 .send(
                     &spec,
                     serde_json::json!({"ms": 50, "counter": counter}),
-                    SendOptions::default(),
+                    queue_opts("faults-restart"),
                 )
                 .await
             {
@@ -225,4 +226,47 @@ async fn after_redis_restarts_under_load_the_worker_resumes_by_itself() {
     // Nothing lost: every task's effect is counted (at least once; a task whose success was
     // not yet recorded when Redis died may run again).
     assert!(effects >= 40, "effects counted: {effects}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_longer_than_the_visibility_timeout_runs_once_across_workers() {
+    let Some(url) = standin("CELERIAC_TEST_REDIS_URL") else {
+        return;
+    };
+    let (client, kv) = client(&url).await;
+    let counter = format!("faults:long-effects:{}", std::process::id());
+    let spec = TaskSpec::new("sleepy").queue("faults");
+    // Two live workers with a 1 s visibility timeout; the task takes 3.5 s, so the other
+    // worker reclaims its delivery several times while it runs.
+    let mut first = start_worker(&url, "faults-long", "fault-worker-long-1.log");
+    let mut second = start_worker(&url, "faults-long", "fault-worker-long-2.log");
+    let id = client
+        .send(
+            &spec,
+            serde_json::json!({"ms": 3500, "counter": counter}),
+            queue_opts("faults-long"),
+        )
+        .await
+        .expect("send");
+    let done = wait_for(client.store(), &id, TaskState::Success, 20).await;
+    // Leave time for any duplicate that would still run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for w in [&mut first, &mut second] {
+        w.kill().expect("stop");
+        w.wait().expect("reaped");
+    }
+    assert!(done, "the long task succeeded");
+    let effects = kv.get(&counter).await.expect("get").expect("counter");
+    assert_eq!(
+        effects, b"1",
+        "a live task's reclaimed copies were deferred, not run"
+    );
+}
+
+/// Each test on its own queue, so concurrent tests' workers never take each other's tasks.
+fn queue_opts(queue: &str) -> SendOptions {
+    SendOptions {
+        queue: Some(queue.to_owned()),
+        ..SendOptions::default()
+    }
 }

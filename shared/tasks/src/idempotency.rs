@@ -82,6 +82,14 @@ impl Idempotency {
         }
     }
 
+    /// Extends a running attempt's claim for another `in_progress_for`.
+    pub async fn renew(&self, effect_key: &str, in_progress_for: Duration) -> Result<(), KvError> {
+        let marker = serde_json::to_vec(&Record::InProgress).unwrap_or_default();
+        self.kv
+            .set(&Self::key(effect_key), &marker, Some(in_progress_for))
+            .await
+    }
+
     /// Records the result; later deliveries get it from [`Idempotency::begin`].
     pub async fn complete(
         &self,

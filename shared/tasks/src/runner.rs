@@ -61,8 +61,10 @@ impl Runner {
     }
 
     /// For hosts whose broker hands a message to another consumer after `lease` (a
-    /// worker's visibility timeout): an attempt's in-progress claim lapses with the lease,
-    /// so a dead worker's task is not blocked until its time limit.
+    /// worker's visibility timeout). An attempt's in-progress claim then lives for half the
+    /// lease and is renewed while the task runs: a live task keeps its claim however long
+    /// it runs (a copy reclaimed meanwhile is deferred, not run), and a dead worker's claim
+    /// has lapsed by the time its message is reclaimed, so the next attempt runs at once.
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
@@ -181,8 +183,9 @@ impl Runner {
         let until_deadline = deadline.saturating_duration_since(Instant::now());
         let in_progress_for = self
             .lease
-            .map_or(until_deadline, |lease| lease.min(until_deadline))
-            + Duration::from_secs(1);
+            .map_or(until_deadline + Duration::from_secs(1), |lease| {
+                (lease / 2).max(Duration::from_millis(100))
+            });
 
         match self
             .idempotency
@@ -199,8 +202,13 @@ impl Runner {
                 return Ok(Outcome::Ack);
             }
             Begin::InProgress => {
+                // Not an attempt: look again later as a fresh message, so the wait does not
+                // use up the task's retries.
                 tracing::info!("another delivery is running it; checking again later");
-                return Ok(Outcome::Retry(in_progress_for));
+                return Ok(Outcome::Defer {
+                    delay: in_progress_for,
+                    priority: envelope.priority,
+                });
             }
         }
 
@@ -219,16 +227,28 @@ impl Runner {
             deadline,
         };
         let started = Instant::now();
-        let result =
-            match tokio::time::timeout_at(deadline.into(), task.call(envelope.args.clone(), &ctx))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(TaskError::Retryable(format!(
-                    "time limit of {} ms exceeded",
-                    deadline.saturating_duration_since(started).as_millis()
-                ))),
-            };
+        let run = tokio::time::timeout_at(deadline.into(), task.call(envelope.args.clone(), &ctx));
+        tokio::pin!(run);
+        // With a lease, renew the claim while the task runs (in this task, so no renewal
+        // can land after the result is recorded).
+        let mut renew = tokio::time::interval(in_progress_for / 3);
+        renew.tick().await;
+        let result = loop {
+            tokio::select! {
+                outcome = &mut run => break match outcome {
+                    Ok(result) => result,
+                    Err(_) => Err(TaskError::Retryable(format!(
+                        "time limit of {} ms exceeded",
+                        deadline.saturating_duration_since(started).as_millis()
+                    ))),
+                },
+                _ = renew.tick(), if self.lease.is_some() => {
+                    if let Err(err) = self.idempotency.renew(envelope.effect_key(), in_progress_for).await {
+                        tracing::warn!(error = %err, "could not renew the in-progress claim");
+                    }
+                }
+            }
+        };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(value) => {

@@ -2,7 +2,8 @@
 //! counts its effect in Redis, so a test can kill the process mid-task (a real SIGKILL)
 //! and check the task is completed once by another worker.
 //!
-//! Environment: `REDIS_URL`; `VISIBILITY_MS` (default 1000).
+//! Environment: `REDIS_URL`; `FAULT_QUEUE` (default `faults`), so concurrent tests keep
+//! apart; `VISIBILITY_MS` (default 1000).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let worker = Worker::new(
         streams,
         Runner::new(registry, kv).with_lease(visibility),
-        vec!["faults".into()],
+        vec![std::env::var("FAULT_QUEUE").unwrap_or_else(|_| "faults".into())],
         8,
     );
     worker
