@@ -233,46 +233,38 @@ fn dev_url() -> anyhow::Result<String> {
 }
 
 async fn call(base: &str, request: &dev_api::CallRequest) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
+    let sent = reqwest::Client::new()
         .post(format!("{base}{}", dev_api::CALL_PATH))
         .json(request)
         .send()
-        .await
-        .with_context(|| format!("cannot reach celeriac dev at {base}"))?;
+        .await;
+    let body = dev_answer(base, sent, "the task was not enqueued").await?;
+    let answer: dev_api::CallResponse = serde_json::from_value(body)?;
+    Ok(answer.task_id)
+}
+
+/// The JSON body of a `celeriac dev` answer, or its error message as the error.
+async fn dev_answer(
+    base: &str,
+    sent: reqwest::Result<reqwest::Response>,
+    fallback: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let response = sent.with_context(|| format!("cannot reach celeriac dev at {base}"))?;
     let status = response.status();
     let body: serde_json::Value = response
         .json()
         .await
         .context("celeriac dev answered without JSON")?;
     if !status.is_success() {
-        bail!(
-            "{}",
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or("the task was not enqueued")
-        );
+        bail!("{}", body["error"]["message"].as_str().unwrap_or(fallback));
     }
-    let answer: dev_api::CallResponse = serde_json::from_value(body)?;
-    Ok(answer.task_id)
+    Ok(body)
 }
 
 async fn result(task_id: &str) -> anyhow::Result<serde_json::Value> {
     if let Ok(base) = dev_url() {
-        let response = reqwest::get(format!("{base}/task/{task_id}/status"))
-            .await
-            .with_context(|| format!("cannot reach celeriac dev at {base}"))?;
-        let status = response.status();
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .context("celeriac dev answered without JSON")?;
-        if !status.is_success() {
-            bail!(
-                "{}",
-                body["error"]["message"].as_str().unwrap_or("no such task")
-            );
-        }
-        return Ok(body);
+        let sent = reqwest::get(format!("{base}/task/{task_id}/status")).await;
+        return dev_answer(&base, sent, "no such task").await;
     }
     let config = celeriac_platform::Config::from_env("celeriac")?;
     let Some(redis) = config.redis else {

@@ -50,15 +50,7 @@ struct Setup {
 }
 
 async fn setup() -> Option<Setup> {
-    let moto = celeriac_testkit::standin("CELERIAC_TEST_MOTO_URL")?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+    let sdk = celeriac_testkit::moto_sdk().await?;
     let client = aws_sdk_sqs::Client::new(&sdk);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -154,15 +154,7 @@ async fn inprocess(_queue: String) -> Option<Arc<dyn Transport>> {
 /// SQS on moto: the queue, a second one, and their dead-letter queues, with a 1 s
 /// visibility timeout so redelivery is quick.
 async fn sqs(queue: String) -> Option<Arc<dyn Transport>> {
-    let moto = celeriac_testkit::standin("CELERIAC_TEST_MOTO_URL")?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+    let sdk = celeriac_testkit::moto_sdk().await?;
     let client = aws_sdk_sqs::Client::new(&sdk);
     let prefix = "conformance-";
     for name in [queue.clone(), format!("{queue}-other")] {

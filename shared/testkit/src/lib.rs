@@ -208,3 +208,18 @@ impl Drop for DevServer {
         let _ = self.child.wait();
     }
 }
+
+/// An AWS SDK configuration pointed at the moto stand-in, with dummy credentials.
+pub async fn moto_sdk() -> Option<aws_config::SdkConfig> {
+    let moto = standin("CELERIAC_TEST_MOTO_URL")?;
+    Some(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(moto)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await,
+    )
+}
