@@ -168,3 +168,59 @@ async fn with_task_transport_redis_dev_runs_tasks_over_redis_streams() {
         server.log()
     );
 }
+
+#[tokio::test]
+async fn celeriac_call_sends_straight_to_sqs_with_the_state_in_redis() {
+    let (Some(redis), Some(moto), Some(sdk)) = (
+        standin("CELERIAC_TEST_REDIS_URL"),
+        standin("CELERIAC_TEST_MOTO_URL"),
+        celeriac_testkit::moto_sdk().await,
+    ) else {
+        return;
+    };
+    let prefix = format!("call{}-", std::process::id());
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{prefix}main-queue"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("url");
+    let env = [
+        ("TASK_TRANSPORT", "sqs"),
+        ("TASK_QUEUE_URL", url.as_str()),
+        ("TASK_QUEUE_PREFIX", prefix.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", moto.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("REDIS_URL", redis.as_str()),
+    ];
+    let id = stdout(&celeriac(
+        &["call", "test_celery", "--args", r#"{"word": "sqs"}"#],
+        &env,
+    ));
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), 1);
+    let envelope: serde_json::Value =
+        serde_json::from_str(received[0].body.as_deref().unwrap_or_default()).expect("an envelope");
+    assert_eq!(envelope["id"], id.as_str());
+    assert_eq!(envelope["task"], "test_celery");
+    assert_eq!(envelope["args"]["word"], "sqs");
+    // Nothing runs it here: its record says PENDING.
+    let printed = stdout(&celeriac(
+        &["result", &id],
+        &[("REDIS_URL", redis.as_str())],
+    ));
+    assert_eq!(printed, "PENDING");
+}

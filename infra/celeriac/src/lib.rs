@@ -51,7 +51,8 @@ pub enum Command {
         visibility: u64,
     },
     /// Enqueue a task by name and print its id: through the `celeriac dev` at CELERIAC_URL,
-    /// or straight to Redis Streams when REDIS_URL is set instead.
+    /// or straight to SQS (TASK_TRANSPORT=sqs, TASK_QUEUE_URL, TASK_QUEUE_PREFIX) or to
+    /// Redis Streams (REDIS_URL) when it is not set.
     Call {
         /// Task name, e.g. test_celery.
         task: String,
@@ -104,7 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let id = match dev_url() {
                 Ok(base) => call(&base, &request).await?,
-                Err(_) => call_redis(request).await?,
+                Err(_) => call_direct(request).await?,
             };
             writeln!(std::io::stdout(), "{id}")?;
             Ok(())
@@ -193,7 +194,9 @@ async fn worker(
     Ok(())
 }
 
-async fn call_redis(request: dev_api::CallRequest) -> anyhow::Result<String> {
+/// Enqueues straight to the configured broker: SQS when `TASK_TRANSPORT=sqs` (states in
+/// Redis when `REDIS_URL` is set), Redis Streams otherwise.
+async fn call_direct(request: dev_api::CallRequest) -> anyhow::Result<String> {
     let registry = registry();
     let task = registry.get(&request.task).ok_or_else(|| {
         anyhow::anyhow!(
@@ -202,14 +205,32 @@ async fn call_redis(request: dev_api::CallRequest) -> anyhow::Result<String> {
             registry.names().collect::<Vec<_>>().join(", ")
         )
     })?;
-    let (streams, kv) = redis_streams(Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#} (or set CELERIAC_URL to a running celeriac dev)"))?;
-    let client = celeriac_tasks::TaskClient::new(
-        streams,
-        celeriac_tasks::TaskStore::new(kv),
-        "celeriac call",
-    );
+    let config = celeriac_platform::Config::from_env("celeriac")?;
+    let client = if let celeriac_platform::config::QueueConfig::Sqs { .. } = config.queue {
+        let sdk = celeriac_platform::aws::load().await?;
+        let kv: celeriac_kv::SharedKv = match &config.redis {
+            Some(redis) => std::sync::Arc::new(celeriac_kv::RedisKv::open(redis).await?),
+            // Without Redis the task still runs; only its PENDING record has nowhere to go.
+            None => std::sync::Arc::new(celeriac_kv::MemoryKv::new()),
+        };
+        let sqs = celeriac_tasks::SqsTransport::new(&sdk, config.task_queue_prefix.clone());
+        celeriac_tasks::TaskClient::new(
+            std::sync::Arc::new(sqs),
+            celeriac_tasks::TaskStore::new(kv),
+            "celeriac call",
+        )
+    } else {
+        let (streams, kv) = redis_streams(Duration::from_secs(30)).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#} (or TASK_TRANSPORT=sqs, or CELERIAC_URL for a running celeriac dev)"
+            )
+        })?;
+        celeriac_tasks::TaskClient::new(
+            streams,
+            celeriac_tasks::TaskStore::new(kv),
+            "celeriac call",
+        )
+    };
     let options = celeriac_tasks::SendOptions {
         countdown: dev_api::countdown(request.countdown).map_err(anyhow::Error::msg)?,
         queue: request.queue,
@@ -226,8 +247,8 @@ fn dev_url() -> anyhow::Result<String> {
     match std::env::var("CELERIAC_URL") {
         Ok(url) if !url.trim().is_empty() => Ok(url.trim_end_matches('/').to_owned()),
         _ => bail!(
-            "set CELERIAC_URL to a running `celeriac dev` (e.g. http://127.0.0.1:3000); \
-             enqueueing straight to SQS or Redis Streams arrives with those transports"
+            "set CELERIAC_URL to a running `celeriac dev` (e.g. http://127.0.0.1:3000), or \
+             REDIS_URL / TASK_TRANSPORT=sqs to reach the broker directly"
         ),
     }
 }
