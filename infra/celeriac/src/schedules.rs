@@ -71,14 +71,17 @@ pub async fn fire(
     client: TaskClient,
     lock: TickLock,
 ) {
+    // Wall-clock times name the ticks; the runtime's clock times the waits, anchored once,
+    // so waits do not drift and a paused test clock drives the loop.
     let start = Utc::now();
+    let anchor = tokio::time::Instant::now();
     let mut after = start;
     loop {
         let Some(next) = schedule.expression.next_after(start, after) else {
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
+        let offset = (next - start).to_std().unwrap_or_default();
+        tokio::time::sleep_until(anchor + offset).await;
         after = next;
         let tick = Tick {
             scheduled_time: next,
@@ -158,6 +161,30 @@ Resources:
             format!("{err:#}").contains("PingFunction.EveryMinute"),
             "{err:#}"
         );
+    }
+
+    /// The fire loop on tokio's paused clock: two virtual minutes of `rate(1 minute)` put
+    /// two ticks on the queue, each through the tick lock.
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_schedule_fires_once_per_period() {
+        use celeriac_tasks::{InProcess, TaskStore, Transport};
+
+        let registry = Arc::new(crate::registry());
+        let schedule = from_template(TEMPLATE, &registry).expect("valid").remove(0);
+        let kv: celeriac_kv::SharedKv = Arc::new(celeriac_kv::MemoryKv::new());
+        let queue = Arc::new(InProcess::default());
+        let client = TaskClient::new(queue.clone(), TaskStore::new(kv.clone()), "test");
+        let firing = tokio::spawn(fire(schedule, registry, client, TickLock::new(kv)));
+        tokio::time::sleep(std::time::Duration::from_secs(125)).await;
+        firing.abort();
+        let sent = queue
+            .receive("main-queue", 10, std::time::Duration::ZERO)
+            .await
+            .expect("receive");
+        assert_eq!(sent.len(), 2, "one message per minute");
+        let first: serde_json::Value = serde_json::from_slice(&sent[0].body).expect("envelope");
+        assert_eq!(first["task"], "test_celery");
+        assert_eq!(first["args"]["word"], "tick");
     }
 
     #[test]
