@@ -18,46 +18,41 @@ async fn embedded_defaults_are_all_ok() {
     let (status, body) = health(&server).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
-    for (component, adapter) in [
-        ("database", "memory"),
-        ("redis", "memory"),
-        ("queue", "inprocess"),
-        ("llm", "local"),
-    ] {
+    assert_components(
+        &body,
+        &[
+            ("database", "memory"),
+            ("redis", "memory"),
+            ("queue", "inprocess"),
+            ("llm", "local"),
+        ],
+    );
+}
+
+/// Creates an SQS queue on moto and returns its URL.
+async fn create_queue(name: &str) -> Option<String> {
+    let sdk = celeriac_testkit::moto_sdk().await?;
+    let created = aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("moto creates the queue");
+    Some(created.queue_url.expect("a queue URL"))
+}
+
+/// Every listed component reports ok through the named adapter.
+fn assert_components(body: &Value, expected: &[(&str, &str)]) {
+    for (component, adapter) in expected {
         assert_eq!(
             body["components"][component]["status"], "ok",
             "{component}: {body}"
         );
         assert_eq!(
-            body["components"][component]["adapter"], adapter,
+            body["components"][component]["adapter"], *adapter,
             "{component}: {body}"
         );
     }
-}
-
-/// Creates an SQS queue on moto through its query API and returns the queue URL.
-async fn create_queue(moto: &str, name: &str) -> String {
-    let text = reqwest::Client::new()
-        .post(format!("{moto}/"))
-        // moto routes unsigned requests by the credential scope; name the service.
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .form(&[
-            ("Action", "CreateQueue"),
-            ("QueueName", name),
-            ("Version", "2012-11-05"),
-        ])
-        .send()
-        .await
-        .expect("moto answers")
-        .text()
-        .await
-        .expect("body");
-    let start = text.find("<QueueUrl>").expect("QueueUrl in reply") + "<QueueUrl>".len();
-    let end = text[start..].find("</QueueUrl>").expect("closing tag") + start;
-    text[start..end].to_owned()
 }
 
 #[tokio::test]
@@ -71,7 +66,9 @@ async fn real_adapters_are_all_ok() {
     ) else {
         return;
     };
-    let queue = create_queue(&moto, "health-system-test").await;
+    let Some(queue) = create_queue("health-system-test").await else {
+        return;
+    };
     let server = DevServer::start(&[
         ("REDIS_URL", redis),
         ("DATABASE_URL", db),
@@ -86,21 +83,15 @@ async fn real_adapters_are_all_ok() {
     ]);
     let (status, body) = health(&server).await;
     assert_eq!(status, 200, "{body}\n{}", server.log());
-    for (component, adapter) in [
-        ("database", "postgres"),
-        ("redis", "redis"),
-        ("queue", "sqs"),
-        ("llm", "bedrock"),
-    ] {
-        assert_eq!(
-            body["components"][component]["status"], "ok",
-            "{component}: {body}"
-        );
-        assert_eq!(
-            body["components"][component]["adapter"], adapter,
-            "{component}: {body}"
-        );
-    }
+    assert_components(
+        &body,
+        &[
+            ("database", "postgres"),
+            ("redis", "redis"),
+            ("queue", "sqs"),
+            ("llm", "bedrock"),
+        ],
+    );
 }
 
 #[tokio::test]

@@ -94,21 +94,6 @@ impl Adapters {
         })
     }
 
-    /// Adapters from parts, for tests and for the dev runner's own wiring.
-    pub fn from_parts(
-        kv: Option<SharedKv>,
-        database: Option<Database>,
-        queue_probe: Option<Arc<dyn Probe>>,
-        llm_probe: Option<Arc<dyn Probe>>,
-    ) -> Self {
-        Self {
-            kv,
-            database,
-            queue_probe,
-            llm_probe,
-        }
-    }
-
     /// The PostgreSQL pool, when the database is PostgreSQL.
     pub fn pg_pool(&self) -> Option<&PgPool> {
         match &self.database {

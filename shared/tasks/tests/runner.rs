@@ -53,6 +53,16 @@ struct Fixture {
     calls: Arc<AtomicU32>,
 }
 
+impl Fixture {
+    /// Enqueues the `flaky` task with default options; returns its id.
+    async fn send(&self, args: serde_json::Value) -> String {
+        self.client
+            .send(&spec(), args, SendOptions::default())
+            .await
+            .expect("send")
+    }
+}
+
 fn fixture(fail_first: u32) -> Fixture {
     let kv: SharedKv = Arc::new(MemoryKv::new());
     let calls = Arc::new(AtomicU32::new(0));
@@ -108,15 +118,7 @@ async fn run_worker_until_final(f: &Fixture, id: &str) -> celeriac_tasks::TaskRe
 #[tokio::test]
 async fn pending_then_success_with_the_result() {
     let f = fixture(0);
-    let id = f
-        .client
-        .send(
-            &spec(),
-            serde_json::json!({"word": "ping"}),
-            SendOptions::default(),
-        )
-        .await
-        .expect("send");
+    let id = f.send(serde_json::json!({"word": "ping"})).await;
     let pending = f
         .client
         .store()
@@ -134,15 +136,7 @@ async fn pending_then_success_with_the_result() {
 #[tokio::test]
 async fn retryable_failures_retry_then_succeed() {
     let f = fixture(2);
-    let id = f
-        .client
-        .send(
-            &spec(),
-            serde_json::json!({"word": "x"}),
-            SendOptions::default(),
-        )
-        .await
-        .expect("send");
+    let id = f.send(serde_json::json!({"word": "x"})).await;
     let record = run_worker_until_final(&f, &id).await;
     assert_eq!(record.status, TaskState::Success);
     assert_eq!(record.retries, 2);
@@ -152,15 +146,7 @@ async fn retryable_failures_retry_then_succeed() {
 #[tokio::test]
 async fn after_the_last_retry_it_fails_and_is_dead_lettered() {
     let f = fixture(100);
-    let id = f
-        .client
-        .send(
-            &spec(),
-            serde_json::json!({"word": "x"}),
-            SendOptions::default(),
-        )
-        .await
-        .expect("send");
+    let id = f.send(serde_json::json!({"word": "x"})).await;
     let record = run_worker_until_final(&f, &id).await;
     assert_eq!(record.status, TaskState::Failure);
     assert_eq!(
@@ -177,15 +163,7 @@ async fn after_the_last_retry_it_fails_and_is_dead_lettered() {
 #[tokio::test]
 async fn bad_arguments_fail_at_once_without_retries() {
     let f = fixture(0);
-    let id = f
-        .client
-        .send(
-            &spec(),
-            serde_json::json!({"nope": 1}),
-            SendOptions::default(),
-        )
-        .await
-        .expect("send");
+    let id = f.send(serde_json::json!({"nope": 1})).await;
     let record = run_worker_until_final(&f, &id).await;
     assert_eq!(record.status, TaskState::Failure);
     assert!(
@@ -210,15 +188,7 @@ async fn a_garbage_message_goes_to_the_dead_letters_alone() {
 #[tokio::test]
 async fn a_duplicate_delivery_has_one_effect() {
     let f = fixture(0);
-    let id = f
-        .client
-        .send(
-            &spec(),
-            serde_json::json!({"word": "once"}),
-            SendOptions::default(),
-        )
-        .await
-        .expect("send");
+    let id = f.send(serde_json::json!({"word": "once"})).await;
     let message = f
         .transport
         .receive("q", 1, Duration::from_secs(1))
@@ -400,14 +370,7 @@ async fn a_task_with_priority_queues_is_sent_to_the_queue_of_its_priority() {
 #[tokio::test]
 async fn a_message_delivered_past_its_attempts_is_dead_lettered_without_running() {
     let f = fixture(0);
-    f.client
-        .send(
-            &spec(),
-            serde_json::json!({"word": "crashy"}),
-            SendOptions::default(),
-        )
-        .await
-        .expect("send");
+    f.send(serde_json::json!({"word": "crashy"})).await;
     let message = f
         .transport
         .receive("q", 1, Duration::from_secs(1))

@@ -130,10 +130,21 @@ async fn batch(s: &Setup, n: usize) -> SqsEvent {
     serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
 }
 
-fn options(queue: &str) -> SendOptions {
-    SendOptions {
-        queue: Some(queue.to_owned()),
-        ..SendOptions::default()
+impl Setup {
+    /// Enqueues the `effect` task on this test's queue; returns its id.
+    async fn send_effect(&self, fail: bool) -> String {
+        let options = SendOptions {
+            queue: Some(self.queue.clone()),
+            ..SendOptions::default()
+        };
+        self.tasks
+            .send(
+                &Effect(Arc::default()).spec(),
+                serde_json::json!({ "fail": fail }),
+                options,
+            )
+            .await
+            .expect("send")
     }
 }
 
@@ -142,15 +153,7 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_nine_succeed() {
     let Some(s) = setup().await else { return };
     let mut ids = Vec::new();
     for _ in 0..9 {
-        let id = s
-            .tasks
-            .send(
-                &Effect(Arc::default()).spec(),
-                serde_json::json!({"fail": false}),
-                options(&s.queue),
-            )
-            .await
-            .expect("send");
+        let id = s.send_effect(false).await;
         ids.push(id);
     }
     s.client
@@ -203,14 +206,7 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_nine_succeed() {
 #[tokio::test]
 async fn a_duplicate_delivery_has_one_effect() {
     let Some(s) = setup().await else { return };
-    s.tasks
-        .send(
-            &Effect(Arc::default()).spec(),
-            serde_json::json!({"fail": false}),
-            options(&s.queue),
-        )
-        .await
-        .expect("send");
+    s.send_effect(false).await;
     let event = batch(&s, 1).await;
     let again = event.clone();
     assert!(
@@ -231,15 +227,7 @@ async fn a_duplicate_delivery_has_one_effect() {
 #[tokio::test]
 async fn a_failed_attempt_is_reported_and_comes_back_after_its_backoff() {
     let Some(s) = setup().await else { return };
-    let id = s
-        .tasks
-        .send(
-            &Effect(Arc::default()).spec(),
-            serde_json::json!({"fail": true}),
-            options(&s.queue),
-        )
-        .await
-        .expect("send");
+    let id = s.send_effect(true).await;
     let event = batch(&s, 1).await;
     let message_id = event.records[0].message_id.clone().expect("id");
     let response = handle_batch(&s.runner, &s.sqs, event, None).await;
