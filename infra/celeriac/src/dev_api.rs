@@ -129,16 +129,13 @@ async fn revoke(
     State(dev): State<DevTasks>,
     Path(task_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    let store = dev.client.store();
-    if store.get(&task_id).await?.is_none() {
-        return Err(Error::NotFound(format!("no task {task_id}")));
-    }
-    match store.revoke(&task_id).await? {
+    match dev.client.store().revoke(&task_id).await? {
+        Revoke::Unknown => Err(Error::NotFound(format!("no task {task_id}"))),
         Revoke::Revoked => Ok(Json(
             serde_json::json!({"task_id": task_id, "state": "REVOKED"}),
         )),
         Revoke::AlreadyStarted => Err(Error::Conflict(format!(
-            "task {task_id} has already started; only a task that has not started can be revoked"
+            "task {task_id} is running or has finished; only a task waiting to run can be revoked"
         ))),
     }
 }

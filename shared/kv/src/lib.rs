@@ -72,6 +72,18 @@ pub trait KeyValue: Send + Sync + std::fmt::Debug {
         ttl: Option<Duration>,
     ) -> Result<bool, KvError>;
 
+    /// Replaces `key` with `new` only if its current value is `expected` (`None`: absent),
+    /// atomically. On a mismatch nothing is written and the current value comes back, so
+    /// a caller can decide again without a second read: state machines (task records)
+    /// keep their rules in Rust, one place, whichever adapter stores them.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<Swap, KvError>;
+
     /// Removes `key`; true when it existed.
     async fn delete(&self, key: &str) -> Result<bool, KvError>;
 
@@ -85,6 +97,15 @@ pub trait KeyValue: Send + Sync + std::fmt::Debug {
 
     /// One round trip to the store.
     async fn ping(&self) -> Result<(), KvError>;
+}
+
+/// What [`KeyValue::compare_and_swap`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The value was as expected and is now the new one.
+    Swapped,
+    /// It was not; this is what it is (`None`: absent).
+    Current(Option<Vec<u8>>),
 }
 
 /// The store as handlers hold it.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::{KeyValue, KvError};
+use crate::{KeyValue, KvError, Swap};
 
 /// How many writes between sweeps of expired keys.
 const SWEEP_EVERY: u64 = 1024;
@@ -118,6 +118,30 @@ impl KeyValue for MemoryKv {
         );
         inner.wrote(now);
         Ok(true)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<Swap, KvError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let current = inner.live(key, now).map(|e| e.value.as_slice());
+        if current != expected {
+            return Ok(Swap::Current(current.map(<[u8]>::to_vec)));
+        }
+        inner.entries.insert(
+            key.to_owned(),
+            Entry {
+                value: new.to_vec(),
+                expires_at: deadline(now, ttl),
+            },
+        );
+        inner.wrote(now);
+        Ok(Swap::Swapped)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, KvError> {

@@ -17,7 +17,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 use secrecy::ExposeSecret;
 
-use crate::{KeyValue, KvError};
+use crate::{KeyValue, KvError, Swap};
 
 /// A connection to a single node or to a cluster; cheap to clone (both are handles to one
 /// multiplexed connection).
@@ -96,7 +96,26 @@ pub struct RedisKv {
     connection: Mutex<Option<RedisConnection>>,
     // One reconnect at a time: concurrent requests after an outage wait for it.
     reconnect: tokio::sync::Mutex<()>,
+    compare_and_swap: redis::Script,
 }
+
+/// One key, so cluster-safe. ARGV: expected present (1/0), expected, new, TTL in ms (0:
+/// none). Replies `{1}` when swapped, else `{0, current}` (`current` absent when the key is).
+const COMPARE_AND_SWAP: &str = r"
+local current = redis.call('GET', KEYS[1])
+local matches
+if ARGV[1] == '1' then matches = (current == ARGV[2]) else matches = (current == false) end
+if not matches then
+  if current == false then return {0} end
+  return {0, current}
+end
+if ARGV[4] == '0' then
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
+return {1}
+";
 
 impl std::fmt::Debug for RedisKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,6 +192,7 @@ impl RedisKv {
             config: config.clone(),
             connection: Mutex::new(None),
             reconnect: tokio::sync::Mutex::new(()),
+            compare_and_swap: redis::Script::new(COMPARE_AND_SWAP),
         };
         match kv.ping().await {
             Ok(()) => tracing::info!(adapter = kv.adapter(), "redis connected"),
@@ -279,6 +299,36 @@ impl KeyValue for RedisKv {
         }
         let reply: Option<String> = self.query(&cmd).await?;
         Ok(reply.is_some())
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<Swap, KvError> {
+        let mut conn = self.connection().await?;
+        let mut invocation = self.compare_and_swap.key(key);
+        invocation
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(new)
+            .arg(ttl.map_or(0, px));
+        let reply: Vec<Value> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| classify(&e))?;
+        match reply.as_slice() {
+            [Value::Int(1)] => Ok(Swap::Swapped),
+            [Value::Int(0)] => Ok(Swap::Current(None)),
+            [Value::Int(0), current] => redis::from_redis_value_ref(current)
+                .map(|bytes| Swap::Current(Some(bytes)))
+                .map_err(|e| KvError::Rejected(e.to_string())),
+            other => Err(KvError::Rejected(format!(
+                "unexpected compare-and-swap reply {other:?}"
+            ))),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<bool, KvError> {

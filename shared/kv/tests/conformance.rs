@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use celeriac_kv::{KeyValue, KvError, MemoryKv, RedisKv, SharedKv};
+use celeriac_kv::{KeyValue, KvError, MemoryKv, RedisKv, SharedKv, Swap};
 use celeriac_platform::config::{RedisConfig, RedisTopology};
 use celeriac_testkit::unique_prefix;
 
@@ -117,6 +117,84 @@ async fn exactly_one_winner(kv: SharedKv, p: String) {
     assert_eq!(winners, 1);
 }
 
+async fn compare_and_swap(kv: SharedKv, p: String) {
+    let key = format!("{p}:cas");
+    let minute = Some(Duration::from_secs(60));
+    assert_eq!(
+        kv.compare_and_swap(&key, Some(b"a"), b"b", minute)
+            .await
+            .expect("cas on absent"),
+        Swap::Current(None),
+        "an absent key does not match a value"
+    );
+    assert_eq!(
+        kv.compare_and_swap(&key, None, b"a", minute)
+            .await
+            .expect("cas create"),
+        Swap::Swapped
+    );
+    assert_eq!(
+        kv.compare_and_swap(&key, None, b"x", minute)
+            .await
+            .expect("cas create again"),
+        Swap::Current(Some(b"a".to_vec()))
+    );
+    assert_eq!(
+        kv.compare_and_swap(&key, Some(b"a"), b"b", Some(Duration::from_millis(200)))
+            .await
+            .expect("cas replace"),
+        Swap::Swapped
+    );
+    assert_eq!(kv.get(&key).await.expect("get"), Some(b"b".to_vec()));
+    let ttl = kv
+        .ttl(&key)
+        .await
+        .expect("ttl")
+        .expect("the swap set a ttl");
+    assert!(ttl <= Duration::from_millis(200), "{ttl:?}");
+    // Empty values compare as values, not as absence.
+    assert_eq!(
+        kv.compare_and_swap(&key, Some(b"b"), b"", None)
+            .await
+            .expect("cas to empty"),
+        Swap::Swapped
+    );
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "no ttl given: none kept"
+    );
+    assert_eq!(
+        kv.compare_and_swap(&key, None, b"c", None)
+            .await
+            .expect("cas on empty"),
+        Swap::Current(Some(Vec::new()))
+    );
+    kv.delete(&key).await.expect("cleanup");
+}
+
+async fn one_swap_wins_a_race(kv: SharedKv, p: String) {
+    let key = format!("{p}:cas-race");
+    kv.set(&key, b"0", Some(Duration::from_secs(30)))
+        .await
+        .expect("set");
+    let attempts = (1..=50).map(|i| {
+        let kv = kv.clone();
+        let key = key.clone();
+        async move {
+            kv.compare_and_swap(&key, Some(b"0"), i.to_string().as_bytes(), None)
+                .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners = results
+        .iter()
+        .filter(|r| *r.as_ref().expect("cas") == Swap::Swapped)
+        .count();
+    assert_eq!(winners, 1);
+    kv.delete(&key).await.expect("cleanup");
+}
+
 async fn counters(kv: SharedKv, p: String) {
     let key = format!("{p}:count");
     assert_eq!(
@@ -196,7 +274,7 @@ macro_rules! conformance {
         mod $adapter {
             use super::*;
             async fn store() -> Option<SharedKv> { $open }
-            conformance!(@cases roundtrip, ttl_and_expiry, set_if_absent, exactly_one_winner, counters, many_keys_across_slots);
+            conformance!(@cases roundtrip, ttl_and_expiry, set_if_absent, exactly_one_winner, compare_and_swap, one_swap_wins_a_race, counters, many_keys_across_slots);
         }
     )*};
     (@cases $($case:ident),*) => {$(

@@ -1,6 +1,7 @@
 //! Running one delivered message: the same steps whatever the transport.
 //!
-//! parse → expired? → revoked? → idempotency claim → STARTED → run under the time limit
+//! parse → expired? → due? → claim (STARTED, unless revoked, finished or held elsewhere)
+//! → run under the time limit
 //! → SUCCESS, or RETRY with backoff, or FAILURE. The caller (a worker loop or a
 //! queue-triggered Lambda) turns the [`Outcome`] into its transport's ack, delayed
 //! redelivery or dead letter.
@@ -14,12 +15,16 @@ use tracing::Instrument;
 
 use crate::envelope::Envelope;
 use crate::idempotency::{Begin, Idempotency};
-use crate::state::{Claim, TaskRecord, TaskState, TaskStore};
+use crate::state::{DEFAULT_RESULT_TTL, Start, TaskRecord, TaskState, TaskStore};
 use crate::task::{Registry, TaskContext, TaskError};
 
 /// Deliveries after which a message whose state cannot be read or written goes to the
 /// dead letters instead of circling forever.
 const MAX_DELIVERIES_WITHOUT_STATE: u32 = 10;
+
+/// Longest wait before a delivery that found its task held by another looks again: the
+/// holder may finish long before its claim runs out, and a look costs no attempt.
+const BUSY_RECHECK: Duration = Duration::from_secs(5);
 
 /// What the transport must do with the message.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,19 +131,15 @@ impl Runner {
         deadline: Option<Instant>,
     ) -> Result<Outcome, celeriac_kv::KvError> {
         let now = Utc::now();
-        let mut record = match self.store.get(&envelope.id).await? {
-            Some(record) => record,
-            None => TaskRecord::pending(envelope),
-        };
-        if record.status.is_final() && record.status != TaskState::Revoked {
-            tracing::info!(status = ?record.status, "already finished; duplicate delivery acknowledged");
-            return Ok(Outcome::Ack);
-        }
         if envelope.expires.is_some_and(|at| at <= now) {
-            record.status = TaskState::Revoked;
-            record.error = Some("expired before it started".into());
-            record.date_done = Some(now);
-            self.store.put(&record).await?;
+            self.store
+                .end_unstarted(
+                    envelope,
+                    TaskState::Revoked,
+                    "expired before it started",
+                    DEFAULT_RESULT_TTL,
+                )
+                .await?;
             tracing::info!("expired; not run");
             return Ok(Outcome::Ack);
         }
@@ -150,16 +151,11 @@ impl Runner {
                 priority: envelope.priority,
             });
         }
-        if self.store.claim_start(&envelope.id).await? == Claim::Revoked {
-            tracing::info!("revoked before it started; not run");
-            return Ok(Outcome::Ack);
-        }
         let Some(task) = self.registry.get(&envelope.task) else {
             let reason = format!("no task named {:?} is registered here", envelope.task);
-            record.status = TaskState::Failure;
-            record.error = Some(reason.clone());
-            record.date_done = Some(now);
-            self.store.put(&record).await?;
+            self.store
+                .end_unstarted(envelope, TaskState::Failure, &reason, DEFAULT_RESULT_TTL)
+                .await?;
             return Ok(Outcome::Dead(reason));
         };
         let spec = task.spec();
@@ -172,54 +168,82 @@ impl Runner {
                 "delivered {delivery} times without finishing; more than {} attempts",
                 spec.max_retries + 1
             );
-            record.status = TaskState::Failure;
-            record.error = Some(reason.clone());
-            record.date_done = Some(now);
-            self.store.put(&record).await?;
+            self.store
+                .end_unstarted(envelope, TaskState::Failure, &reason, spec.result_ttl)
+                .await?;
             return Ok(Outcome::Dead(reason));
         }
         let limit_deadline = Instant::now() + spec.time_limit;
         let deadline = deadline.map_or(limit_deadline, |d| d.min(limit_deadline));
         let until_deadline = deadline.saturating_duration_since(Instant::now());
-        let in_progress_for = self
+        let claim_for = self
             .lease
             .map_or(until_deadline + Duration::from_secs(1), |lease| {
                 (lease / 2).max(Duration::from_millis(100))
             });
+        let claim_until = |from: chrono::DateTime<Utc>| {
+            from + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX)
+        };
 
-        match self
-            .idempotency
-            .begin(envelope.effect_key(), in_progress_for)
-            .await?
-        {
-            Begin::Run => {}
-            Begin::Completed(result) => {
-                record.status = TaskState::Success;
-                record.result = Some(result);
-                record.date_done.get_or_insert(now);
-                self.store.put(&record).await?;
-                tracing::info!("effect already applied by an earlier delivery; not run again");
-                return Ok(Outcome::Ack);
-            }
-            Begin::InProgress => {
-                // Not an attempt: look again later as a fresh message, so the wait does not
-                // use up the task's retries.
-                tracing::info!("another delivery is running it; checking again later");
-                return Ok(Outcome::Defer {
-                    delay: in_progress_for,
-                    priority: envelope.priority,
-                });
+        // A task with its own idempotency key (shared by several task ids) also claims that
+        // key; without one, the task record is the idempotency record.
+        let shared_key = envelope.idempotency_key.as_deref();
+        if let Some(key) = shared_key {
+            match self.idempotency.begin(key, claim_for).await? {
+                Begin::Run => {}
+                Begin::Completed(result) => {
+                    let mut record = TaskRecord::pending(envelope);
+                    record.status = TaskState::Success;
+                    record.result = Some(result);
+                    record.date_done = Some(now);
+                    self.store.put_for(&record, spec.result_ttl).await?;
+                    tracing::info!(
+                        "effect already applied under its idempotency key; not run again"
+                    );
+                    return Ok(Outcome::Ack);
+                }
+                Begin::InProgress => {
+                    tracing::info!("another task holds its idempotency key; checking again later");
+                    return Ok(Outcome::Defer {
+                        delay: claim_for.min(BUSY_RECHECK),
+                        priority: envelope.priority,
+                    });
+                }
             }
         }
-
-        record.status = TaskState::Started;
-        record.retries = retries;
-        record.started_at = Some(now);
-        if let Err(err) = self.store.put(&record).await {
-            // Nothing ran: give the claim back, or the redelivery would wait out its lease.
-            let _ = self.idempotency.release(envelope.effect_key()).await;
-            return Err(err);
-        }
+        let started = self.store.begin(envelope, retries, claim_until(now)).await;
+        let mut record = match started {
+            Ok(Start::Run(record)) => record,
+            other => {
+                if let Some(key) = shared_key {
+                    // Not running after all: give the key back for whoever runs it.
+                    let _ = self.idempotency.release(key).await;
+                }
+                return match other? {
+                    Start::Run(_) => unreachable!("matched above"),
+                    Start::Revoked => {
+                        tracing::info!("revoked before it started; not run");
+                        Ok(Outcome::Ack)
+                    }
+                    Start::Finished(done) => {
+                        tracing::info!(status = ?done.status, "already finished; duplicate delivery acknowledged");
+                        Ok(Outcome::Ack)
+                    }
+                    Start::Busy(left) => {
+                        // Not an attempt: look again later as a fresh message, so the wait
+                        // does not use up the task's retries.
+                        tracing::info!(
+                            claim_left_ms = left.as_millis(),
+                            "another delivery is running it; checking again later"
+                        );
+                        Ok(Outcome::Defer {
+                            delay: left.clamp(Duration::from_millis(100), BUSY_RECHECK),
+                            priority: envelope.priority,
+                        })
+                    }
+                };
+            }
+        };
 
         let ctx = TaskContext {
             task_id: envelope.id.clone(),
@@ -231,7 +255,7 @@ impl Runner {
         tokio::pin!(run);
         // With a lease, renew the claim while the task runs (in this task, so no renewal
         // can land after the result is recorded).
-        let mut renew = tokio::time::interval(in_progress_for / 3);
+        let mut renew = tokio::time::interval(claim_for / 3);
         renew.tick().await;
         let result = loop {
             tokio::select! {
@@ -243,28 +267,40 @@ impl Runner {
                     ))),
                 },
                 _ = renew.tick(), if self.lease.is_some() => {
-                    if let Err(err) = self.idempotency.renew(envelope.effect_key(), in_progress_for).await {
-                        tracing::warn!(error = %err, "could not renew the in-progress claim");
+                    match self.store.renew(&mut record, claim_until(Utc::now())).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("lost the claim on this task to another delivery"),
+                        Err(err) => tracing::warn!(error = %err, "could not renew the claim"),
+                    }
+                    if let Some(key) = shared_key
+                        && let Err(err) = self.idempotency.renew(key, claim_for).await
+                    {
+                        tracing::warn!(error = %err, "could not renew the idempotency claim");
                     }
                 }
             }
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record.claimed_until = None;
         match result {
             Ok(value) => {
-                self.idempotency
-                    .complete(envelope.effect_key(), &value, spec.result_ttl)
-                    .await?;
+                if let Some(key) = shared_key {
+                    self.idempotency
+                        .complete(key, &value, spec.result_ttl)
+                        .await?;
+                }
                 record.status = TaskState::Success;
                 record.result = Some(value);
                 record.error = None;
                 record.date_done = Some(Utc::now());
-                self.store.put(&record).await?;
+                self.store.put_for(&record, spec.result_ttl).await?;
                 tracing::info!(elapsed_ms, "task succeeded");
                 Ok(Outcome::Ack)
             }
             Err(err) => {
-                self.idempotency.release(envelope.effect_key()).await?;
+                if let Some(key) = shared_key {
+                    self.idempotency.release(key).await?;
+                }
                 record.error = Some(err.to_string());
                 if err.is_retryable() && retries < spec.max_retries {
                     let delay = spec.backoff.delay(retries + 1);
@@ -275,7 +311,7 @@ impl Runner {
                 } else {
                     record.status = TaskState::Failure;
                     record.date_done = Some(Utc::now());
-                    self.store.put(&record).await?;
+                    self.store.put_for(&record, spec.result_ttl).await?;
                     tracing::error!(error = %err, elapsed_ms, retries, "task failed for good");
                     Ok(Outcome::Dead(err.to_string()))
                 }

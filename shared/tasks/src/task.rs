@@ -101,6 +101,12 @@ impl TaskSpec {
         self
     }
 
+    /// Its final record (result or error) kept for `ttl`.
+    pub const fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.result_ttl = ttl;
+        self
+    }
+
     /// Each attempt limited to `limit`.
     pub const fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = limit;

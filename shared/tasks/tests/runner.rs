@@ -30,11 +30,14 @@ impl Task for Flaky {
     type Args = Word;
     type Output = String;
     fn spec(&self) -> TaskSpec {
-        TaskSpec::new("flaky").queue("q").backoff(Backoff {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(50),
-            jitter: false,
-        })
+        TaskSpec::new("flaky")
+            .queue("q")
+            .result_ttl(Duration::from_secs(60))
+            .backoff(Backoff {
+                base: Duration::from_millis(20),
+                cap: Duration::from_millis(50),
+                jitter: false,
+            })
     }
     async fn run(&self, args: Word, _ctx: &TaskContext) -> Result<String, TaskError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -131,6 +134,43 @@ async fn pending_then_success_with_the_result() {
     assert_eq!(record.status, TaskState::Success);
     assert_eq!(record.result, Some(serde_json::json!("done ping")));
     assert!(record.started_at.is_some() && record.date_done.is_some());
+    let kept =
+        f.kv.ttl(&format!("celery-task-meta-{id}"))
+            .await
+            .expect("ttl")
+            .expect("the record expires");
+    assert!(
+        kept <= Duration::from_secs(60),
+        "the task's result_ttl applies to its final record: {kept:?}"
+    );
+}
+
+#[tokio::test]
+async fn tasks_sharing_an_idempotency_key_have_one_effect() {
+    let f = fixture(0);
+    let options = || SendOptions {
+        idempotency_key: Some("order-42-confirmation".into()),
+        ..SendOptions::default()
+    };
+    let first = f
+        .client
+        .send(&spec(), serde_json::json!({"word": "a"}), options())
+        .await
+        .expect("send");
+    let one = run_worker_until_final(&f, &first).await;
+    let second = f
+        .client
+        .send(&spec(), serde_json::json!({"word": "b"}), options())
+        .await
+        .expect("send");
+    let two = run_worker_until_final(&f, &second).await;
+    assert_eq!(f.calls.load(Ordering::SeqCst), 1, "one effect for one key");
+    assert_eq!(one.status, TaskState::Success);
+    assert_eq!(two.status, TaskState::Success);
+    assert_eq!(
+        two.result, one.result,
+        "the second reports the first's result"
+    );
 }
 
 #[tokio::test]
