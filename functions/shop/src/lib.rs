@@ -1,5 +1,7 @@
-//! The tea shop (seed 002, LocalTea). Today: its queue check task, `test_celery`.
+//! The tea shop (seed 002, LocalTea): its accounts and its queue check task,
+//! `test_celery`.
 
+pub mod accounts;
 pub mod tasks;
 
 use celeriac_tasks::Registry;

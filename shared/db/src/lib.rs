@@ -155,3 +155,32 @@ impl Probe for PgProbe {
             .map_err(|e| ProbeError(e.to_string()))
     }
 }
+
+/// Whether a failed query can succeed if tried again: the server unreachable or shutting
+/// down, the pool exhausted, a connection dropped, or a transaction lost to a
+/// serialization failure or deadlock. Everything else (constraint violations, bad SQL,
+/// type mismatches) fails the same way every time.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 40001 serialization_failure, 40P01 deadlock_detected, class 08 connection
+            // exceptions, class 57P admin/crash shutdown, 53300 too_many_connections.
+            code == "40001"
+                || code == "40P01"
+                || code == "53300"
+                || code.starts_with("08")
+                || code.starts_with("57P")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether `err` is a unique-constraint violation (23505): "already exists".
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}

@@ -97,6 +97,16 @@ pub fn redis_tls() -> Option<RedisConfig> {
     ))
 }
 
+/// The PostgreSQL stand-in (tests share its database: keep rows apart by unique values).
+pub fn database() -> Option<celeriac_platform::config::DatabaseConfig> {
+    let url = standin("CELERIAC_TEST_DATABASE_URL")?;
+    Some(celeriac_platform::config::DatabaseConfig {
+        source: celeriac_platform::config::DatabaseSource::Url(SecretString::from(url)),
+        max_connections: 8,
+        connect_timeout: Duration::from_secs(3),
+    })
+}
+
 /// A loopback address where nothing listens, for "the service is down" tests.
 pub fn dead_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
