@@ -14,7 +14,7 @@ use celeriac_llm::BedrockProbe;
 use celeriac_platform::Config;
 use celeriac_platform::config::{LlmConfig, QueueConfig};
 use celeriac_platform::health::{Embedded, HealthCheck, Probe};
-use celeriac_tasks::SqsProbe;
+use celeriac_tasks::{RedisStreams, SqsProbe, SqsTransport, TaskClient, TaskStore, Transport};
 
 /// What stands in for a component that is not configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,10 @@ pub enum Database {
 pub struct Adapters {
     /// Key-value store (Redis or memory).
     pub kv: Option<SharedKv>,
+    /// The same store when it is Redis, for ports with their own scripts (rate limits,
+    /// streams) over its connection.
+    pub redis: Option<Arc<RedisKv>>,
+    sdk: Option<aws_config::SdkConfig>,
     /// Database.
     pub database: Option<Database>,
     queue_probe: Option<Arc<dyn Probe>>,
@@ -51,8 +55,12 @@ impl Adapters {
     /// errors; a dependency that is down is reported by health and retried on use.
     pub async fn open(config: &Config, defaults: Defaults) -> anyhow::Result<Self> {
         let embedded = defaults == Defaults::Embedded;
-        let kv: Option<SharedKv> = match &config.redis {
+        let redis = match &config.redis {
             Some(redis) => Some(Arc::new(RedisKv::open(redis).await?)),
+            None => None,
+        };
+        let kv: Option<SharedKv> = match &redis {
+            Some(redis) => Some(redis.clone()),
             None if embedded => Some(Arc::new(MemoryKv::new())),
             None => None,
         };
@@ -88,6 +96,8 @@ impl Adapters {
         };
         Ok(Self {
             kv,
+            redis,
+            sdk,
             database,
             queue_probe,
             llm_probe,
@@ -102,9 +112,35 @@ impl Adapters {
         }
     }
 
+    /// A client that enqueues on the configured broker (SQS or Redis Streams) as
+    /// `origin`, recording PENDING states in the key-value store. `None` for the in-process
+    /// queue, which only the dev runner (holding its worker's client) can reach.
+    pub fn task_client(&self, config: &Config, origin: &str) -> Option<TaskClient> {
+        let transport: Arc<dyn Transport> = match (&config.queue, &self.sdk, &self.redis) {
+            (QueueConfig::Sqs { .. }, Some(sdk), _) => Arc::new(SqsTransport::new(
+                sdk,
+                config.task_queue_prefix.clone(),
+            )),
+            (QueueConfig::RedisStreams, _, Some(redis)) => Arc::new(RedisStreams::new(
+                redis.clone(),
+                config.redis.clone()?,
+                origin,
+                // A producer never consumes, so the visibility timeout is never used.
+                std::time::Duration::from_secs(30),
+            )),
+            _ => return None,
+        };
+        // Without a store the task still runs; only its PENDING record has nowhere to go.
+        let kv = self
+            .kv
+            .clone()
+            .unwrap_or_else(|| Arc::new(MemoryKv::new()) as SharedKv);
+        Some(TaskClient::new(transport, TaskStore::new(kv), origin))
+    }
+
     /// Task records, when a key-value store is configured.
-    pub fn task_store(&self) -> Option<celeriac_tasks::TaskStore> {
-        self.kv.clone().map(celeriac_tasks::TaskStore::new)
+    pub fn task_store(&self) -> Option<TaskStore> {
+        self.kv.clone().map(TaskStore::new)
     }
 
     /// The health check over database, redis, queue and llm.
