@@ -121,6 +121,9 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
+    // Connect info gives handlers the peer address (`celeriac_limits::client_ip`), the
+    // local counterpart of API Gateway's source IP.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
