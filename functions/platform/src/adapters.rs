@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use celeriac_db::{PgPool, PgProbe};
 use celeriac_kv::{KvProbe, MemoryKv, RedisKv, SharedKv};
+use celeriac_limits::{MemoryLimiter, RedisLimiter, SharedLimiter};
 use celeriac_llm::BedrockProbe;
 use celeriac_platform::Config;
 use celeriac_platform::config::{LlmConfig, QueueConfig};
@@ -42,6 +43,8 @@ pub struct Adapters {
     /// The same store when it is Redis, for ports with their own scripts (rate limits,
     /// streams) over its connection.
     pub redis: Option<Arc<RedisKv>>,
+    /// Rate limits: on Redis when it is configured, else in memory under the dev runner.
+    pub limiter: Option<SharedLimiter>,
     sdk: Option<aws_config::SdkConfig>,
     /// Database.
     pub database: Option<Database>,
@@ -62,6 +65,11 @@ impl Adapters {
         let kv: Option<SharedKv> = match &redis {
             Some(redis) => Some(redis.clone()),
             None if embedded => Some(Arc::new(MemoryKv::new())),
+            None => None,
+        };
+        let limiter: Option<SharedLimiter> = match &redis {
+            Some(redis) => Some(Arc::new(RedisLimiter::new(redis.clone()))),
+            None if embedded => Some(Arc::new(MemoryLimiter::new())),
             None => None,
         };
         let database = match &config.database {
@@ -97,6 +105,7 @@ impl Adapters {
         Ok(Self {
             kv,
             redis,
+            limiter,
             sdk,
             database,
             queue_probe,
