@@ -126,10 +126,9 @@ impl Adapters {
     /// queue, which only the dev runner (holding its worker's client) can reach.
     pub fn task_client(&self, config: &Config, origin: &str) -> Option<TaskClient> {
         let transport: Arc<dyn Transport> = match (&config.queue, &self.sdk, &self.redis) {
-            (QueueConfig::Sqs { .. }, Some(sdk), _) => Arc::new(SqsTransport::new(
-                sdk,
-                config.task_queue_prefix.clone(),
-            )),
+            (QueueConfig::Sqs { .. }, Some(sdk), _) => {
+                Arc::new(SqsTransport::new(sdk, config.task_queue_prefix.clone()))
+            }
             (QueueConfig::RedisStreams, _, Some(redis)) => Arc::new(RedisStreams::new(
                 redis.clone(),
                 config.redis.clone()?,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod telemetry;
 
 pub use config::Config;

@@ -74,30 +74,7 @@ impl Envelope {
     }
 }
 
-/// serde_json's message without the offending value, which may be a customer's data (it
-/// ends up in logs, dead-letter reasons and the public task status).
-pub fn without_values(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    let text = match (
-        text.find("invalid type: ")
-            .or_else(|| text.find("invalid value: ")),
-        text.find(", expected"),
-    ) {
-        (Some(start), Some(expected)) if expected > start => {
-            format!(
-                "{}invalid type or value{}",
-                &text[..start],
-                &text[expected..]
-            )
-        }
-        _ => text,
-    };
-    if err.line() > 0 && !text.contains(" at line ") {
-        format!("{text} at line {} column {}", err.line(), err.column())
-    } else {
-        text
-    }
-}
+pub use celeriac_platform::json::without_values;
 
 #[cfg(test)]
 mod tests {
