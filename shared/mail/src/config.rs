@@ -110,7 +110,7 @@ impl MailConfig {
             None if env.var("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
                 return Err(error(
                     "MAIL_PROVIDER",
-                    "required on Lambda: smtp or ses (the outbox is for local development)",
+                    "required on Lambda: smtp or ses (or outbox, explicitly, for local runs)",
                 ));
             }
             None => "outbox".to_owned(),
