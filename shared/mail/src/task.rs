@@ -6,16 +6,22 @@
 //! [`SendEmail`] once per execution environment ([`SendEmail::from_env`]) and registers it.
 //!
 //! # Sent once when delivered twice
-//! The runner makes the task idempotent on the envelope's effect key (its idempotency key,
-//! else its task id): a delivery of a task that already succeeded is acknowledged from its
-//! record without running, and a copy arriving while another runs is deferred. So a
-//! duplicate SQS or stream delivery sends nothing. One window remains, inherent to SMTP and
-//! SES: the relay accepted the message and the worker died before recording success. The
-//! claim then lapses and the retry sends a second copy. That copy carries the same
-//! `Message-ID` (`<task-id@sender-domain>`), so it is recognisably the same message (mail
-//! clients and Gmail fold it away); closing the window entirely would need the provider to
-//! deduplicate, which neither does. A producer that might enqueue the same email twice (a
-//! retried HTTP request) passes an idempotency key in [`SendOptions`], e.g.
+//! Nothing beyond the task runtime is needed for duplicate deliveries. The runner makes
+//! every task idempotent on the envelope's effect key (its idempotency key, else its task
+//! id): a copy of a task that already succeeded is acknowledged from its record without
+//! running, and a copy arriving while another runs is deferred. So a duplicate SQS or
+//! stream delivery sends nothing (`tests/send_email.rs` checks both cases against the SMTP
+//! sink).
+//!
+//! One window remains, inherent to SMTP and SES: the provider accepted the message and the
+//! worker died before recording success. Its claim then lapses and the retry sends a second
+//! copy. Over SMTP that copy carries the same `Message-ID` (`<task-id@sender-domain>`), so
+//! it is recognisably the same message (Gmail, for one, drops a message whose `Message-ID`
+//! it already holds); SES assigns its own ids, so there the copy is a plain duplicate.
+//! Closing the window entirely would need the provider to deduplicate, which neither does.
+//!
+//! A producer that might enqueue the same email twice (an HTTP request retried by its
+//! client) passes an idempotency key in [`SendOptions`], e.g.
 //! `confirm-email:{user_id}:{token_id}`, so both tasks share one effect.
 
 use std::sync::Arc;
