@@ -93,8 +93,7 @@ pub trait KeyValue: Send + Sync + std::fmt::Debug {
 
     /// The value of `key`, if present, with its TTL reset to `ttl` in the same step:
     /// sliding expiry in one round trip.
-    async fn get_and_refresh(&self, key: &str, ttl: Duration)
-    -> Result<Option<Vec<u8>>, KvError>;
+    async fn get_and_refresh(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, KvError>;
 
     /// Adds `members` to the set at `key` (created if absent). The set's TTL becomes at
     /// least `ttl` and is never shortened, so a set that indexes other keys (a cache tag,

@@ -48,9 +48,7 @@ impl Entry {
 
 // Redis's own wording, so callers see the same message from either adapter.
 fn wrong_type() -> KvError {
-    KvError::Rejected(
-        "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
-    )
+    KvError::Rejected("WRONGTYPE Operation against a key holding the wrong kind of value".into())
 }
 
 #[derive(Debug, Default)]
@@ -158,11 +156,7 @@ impl KeyValue for MemoryKv {
         Ok(true)
     }
 
-    async fn get_and_refresh(
-        &self,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Option<Vec<u8>>, KvError> {
+    async fn get_and_refresh(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, KvError> {
         let now = Instant::now();
         let mut inner = self.lock();
         let Some(entry) = inner.live(key, now) else {

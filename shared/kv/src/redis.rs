@@ -296,11 +296,7 @@ impl KeyValue for RedisKv {
         Ok(reply.is_some())
     }
 
-    async fn get_and_refresh(
-        &self,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Option<Vec<u8>>, KvError> {
+    async fn get_and_refresh(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, KvError> {
         self.query(redis::cmd("GETEX").arg(key).arg("PX").arg(px(ttl)))
             .await
     }

@@ -214,7 +214,10 @@ async fn set_if_present(kv: SharedKv, p: String) {
         Some(&b"v2"[..])
     );
     let left = kv.ttl(&key).await.expect("ttl").expect("has a ttl");
-    assert!(left > Duration::from_secs(30), "the new TTL replaced the old: {left:?}");
+    assert!(
+        left > Duration::from_secs(30),
+        "the new TTL replaced the old: {left:?}"
+    );
 
     kv.delete(&key).await.expect("delete");
     assert!(
@@ -232,7 +235,11 @@ async fn get_and_refresh(kv: SharedKv, p: String) {
             .expect("getex"),
         None
     );
-    assert_eq!(kv.ttl(&key).await.expect("ttl"), None, "absent stays absent");
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "absent stays absent"
+    );
 
     kv.set(&key, b"record", Some(Duration::from_secs(2)))
         .await
@@ -261,7 +268,11 @@ async fn sets(kv: SharedKv, p: String) {
     kv.set_add(&key, &[], Duration::from_secs(30))
         .await
         .expect("sadd nothing");
-    assert_eq!(kv.ttl(&key).await.expect("ttl"), None, "no empty set created");
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "no empty set created"
+    );
 
     kv.set_add(&key, &["a", "b"], Duration::from_secs(10))
         .await
@@ -290,18 +301,29 @@ async fn sets(kv: SharedKv, p: String) {
     );
     assert_eq!(kv.set_remove(&key, &[]).await.expect("srem nothing"), 0);
     assert_eq!(
-        kv.set_remove(&key, &["b", "c", "d", "e"]).await.expect("srem"),
+        kv.set_remove(&key, &["b", "c", "d", "e"])
+            .await
+            .expect("srem"),
         4
     );
     assert!(kv.set_members(&key).await.expect("smembers").is_empty());
-    assert_eq!(kv.ttl(&key).await.expect("ttl"), None, "an empty set is gone");
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "an empty set is gone"
+    );
 
     let expiring = format!("{p}:expiring-set");
     kv.set_add(&expiring, &["x"], Duration::from_millis(50))
         .await
         .expect("sadd");
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(kv.set_members(&expiring).await.expect("smembers").is_empty());
+    assert!(
+        kv.set_members(&expiring)
+            .await
+            .expect("smembers")
+            .is_empty()
+    );
 }
 
 async fn wrong_kind(kv: SharedKv, p: String) {
@@ -340,7 +362,9 @@ async fn wrong_kind(kv: SharedKv, p: String) {
     );
 
     // SET replaces a key of any kind, as in Redis.
-    kv.set(&set, b"now bytes", None).await.expect("set over a set");
+    kv.set(&set, b"now bytes", None)
+        .await
+        .expect("set over a set");
     assert_eq!(
         kv.get(&set).await.expect("get").as_deref(),
         Some(&b"now bytes"[..])
