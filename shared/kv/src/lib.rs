@@ -7,7 +7,8 @@
 //!
 //! Keys are plain strings; callers put `{hash tags}` in them where several keys must share
 //! a slot. Every write takes an optional TTL, because in this system almost every key
-//! should expire.
+//! should expire. Values are bytes, except sets of strings (index keys: cache tags, a
+//! user's sessions); using a key as the other kind is [`KvError::Rejected`], as in Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,32 @@ pub trait KeyValue: Send + Sync + std::fmt::Debug {
     /// A TTL given here is set only when the key has none, so a counter's window is
     /// fixed by its first increment.
     async fn increment(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, KvError>;
+
+    /// Sets `key` only if it is present, replacing its value and TTL like [`Self::set`];
+    /// true when this call set it. Updates a record without resurrecting one that was
+    /// deleted in the meantime (a session logged out while it was being touched).
+    async fn set_if_present(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError>;
+
+    /// The value of `key`, if present, with its TTL reset to `ttl` in the same step:
+    /// sliding expiry in one round trip.
+    async fn get_and_refresh(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// Adds `members` to the set at `key` (created if absent). The set's TTL becomes at
+    /// least `ttl` and is never shortened, so a set that indexes other keys (a cache tag,
+    /// a user's sessions) outlives each of them when given their TTL.
+    async fn set_add(&self, key: &str, members: &[&str], ttl: Duration) -> Result<(), KvError>;
+
+    /// The members of the set at `key`, in no particular order; empty when it is absent.
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, KvError>;
+
+    /// Removes `members` from the set at `key`; the set is gone once empty. Returns how
+    /// many were members.
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<usize, KvError>;
 
     /// The time `key` has left: `Ok(None)` when it is absent or never expires.
     async fn ttl(&self, key: &str) -> Result<Option<Duration>, KvError>;

@@ -3,7 +3,7 @@
 //! Expiry is checked on every read, so an expired key is never returned; expired keys are
 //! also swept every so often so a long `celeriac dev` session does not grow without bound.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,15 +15,40 @@ use crate::{KeyValue, KvError, Swap};
 const SWEEP_EVERY: u64 = 1024;
 
 #[derive(Debug)]
+enum Value {
+    Bytes(Vec<u8>),
+    Set(BTreeSet<String>),
+}
+
+#[derive(Debug)]
 struct Entry {
-    value: Vec<u8>,
+    value: Value,
     expires_at: Option<Instant>,
 }
 
 impl Entry {
+    fn bytes(value: &[u8], expires_at: Option<Instant>) -> Self {
+        Self {
+            value: Value::Bytes(value.to_vec()),
+            expires_at,
+        }
+    }
+
     fn live(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| at > now)
     }
+
+    fn as_bytes(&self) -> Result<&Vec<u8>, KvError> {
+        match &self.value {
+            Value::Bytes(bytes) => Ok(bytes),
+            Value::Set(_) => Err(wrong_type()),
+        }
+    }
+}
+
+// Redis's own wording, so callers see the same message from either adapter.
+fn wrong_type() -> KvError {
+    KvError::Rejected("WRONGTYPE Operation against a key holding the wrong kind of value".into())
 }
 
 #[derive(Debug, Default)]
@@ -81,19 +106,18 @@ impl KeyValue for MemoryKv {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let now = Instant::now();
-        Ok(self.lock().live(key, now).map(|e| e.value.clone()))
+        match self.lock().live(key, now) {
+            Some(entry) => Ok(Some(entry.as_bytes()?.clone())),
+            None => Ok(None),
+        }
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.entries.insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_vec(),
-                expires_at: deadline(now, ttl),
-            },
-        );
+        inner
+            .entries
+            .insert(key.to_owned(), Entry::bytes(value, deadline(now, ttl)));
         inner.wrote(now);
         Ok(())
     }
@@ -109,13 +133,9 @@ impl KeyValue for MemoryKv {
         if inner.live(key, now).is_some() {
             return Ok(false);
         }
-        inner.entries.insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_vec(),
-                expires_at: deadline(now, ttl),
-            },
-        );
+        inner
+            .entries
+            .insert(key.to_owned(), Entry::bytes(value, deadline(now, ttl)));
         inner.wrote(now);
         Ok(true)
     }
@@ -129,19 +149,108 @@ impl KeyValue for MemoryKv {
     ) -> Result<Swap, KvError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let current = inner.live(key, now).map(|e| e.value.as_slice());
+        let current = match inner.live(key, now) {
+            Some(entry) => Some(entry.as_bytes()?.as_slice()),
+            None => None,
+        };
         if current != expected {
             return Ok(Swap::Current(current.map(<[u8]>::to_vec)));
         }
-        inner.entries.insert(
-            key.to_owned(),
-            Entry {
-                value: new.to_vec(),
-                expires_at: deadline(now, ttl),
-            },
-        );
+        inner
+            .entries
+            .insert(key.to_owned(), Entry::bytes(new, deadline(now, ttl)));
         inner.wrote(now);
         Ok(Swap::Swapped)
+    }
+
+    async fn set_if_present(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let Some(entry) = inner.live(key, now) else {
+            return Ok(false);
+        };
+        *entry = Entry::bytes(value, deadline(now, ttl));
+        inner.wrote(now);
+        Ok(true)
+    }
+
+    async fn get_and_refresh(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, KvError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let Some(entry) = inner.live(key, now) else {
+            return Ok(None);
+        };
+        let value = entry.as_bytes()?.clone();
+        entry.expires_at = Some(now + ttl);
+        Ok(Some(value))
+    }
+
+    async fn set_add(&self, key: &str, members: &[&str], ttl: Duration) -> Result<(), KvError> {
+        // Redis does not create an empty set, and an empty SADD changes nothing.
+        if members.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let at_least = now + ttl;
+        let mut inner = self.lock();
+        match inner.live(key, now) {
+            Some(entry) => {
+                let Value::Set(set) = &mut entry.value else {
+                    return Err(wrong_type());
+                };
+                set.extend(members.iter().map(|m| (*m).to_owned()));
+                // Never shortened; a set that had no expiry gets one, as PEXPIRE NX does.
+                entry.expires_at = Some(entry.expires_at.map_or(at_least, |at| at.max(at_least)));
+            }
+            None => {
+                inner.entries.insert(
+                    key.to_owned(),
+                    Entry {
+                        value: Value::Set(members.iter().map(|m| (*m).to_owned()).collect()),
+                        expires_at: Some(at_least),
+                    },
+                );
+            }
+        }
+        inner.wrote(now);
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, KvError> {
+        let now = Instant::now();
+        match self.lock().live(key, now) {
+            Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) => Ok(set.iter().cloned().collect()),
+            Some(_) => Err(wrong_type()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<usize, KvError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let (removed, now_empty) = match inner.live(key, now) {
+            Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) => {
+                let removed = members.iter().filter(|m| set.remove(**m)).count();
+                (removed, set.is_empty())
+            }
+            Some(_) => return Err(wrong_type()),
+            None => return Ok(0),
+        };
+        if now_empty {
+            inner.entries.remove(key);
+        }
+        Ok(removed)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, KvError> {
@@ -157,7 +266,7 @@ impl KeyValue for MemoryKv {
         let mut inner = self.lock();
         let next = match inner.live(key, now) {
             Some(entry) => {
-                let current: i64 = std::str::from_utf8(&entry.value)
+                let current: i64 = std::str::from_utf8(entry.as_bytes()?)
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| {
@@ -166,7 +275,7 @@ impl KeyValue for MemoryKv {
                 let next = current.checked_add(by).ok_or_else(|| {
                     KvError::Rejected("increment or decrement would overflow".into())
                 })?;
-                entry.value = next.to_string().into_bytes();
+                entry.value = Value::Bytes(next.to_string().into_bytes());
                 if entry.expires_at.is_none() {
                     entry.expires_at = deadline(now, ttl);
                 }
@@ -175,10 +284,7 @@ impl KeyValue for MemoryKv {
             None => {
                 inner.entries.insert(
                     key.to_owned(),
-                    Entry {
-                        value: by.to_string().into_bytes(),
-                        expires_at: deadline(now, ttl),
-                    },
+                    Entry::bytes(by.to_string().as_bytes(), deadline(now, ttl)),
                 );
                 by
             }

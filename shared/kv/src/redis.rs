@@ -331,6 +331,66 @@ impl KeyValue for RedisKv {
         }
     }
 
+    async fn set_if_present(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("XX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(px(ttl));
+        }
+        let reply: Option<String> = self.query(&cmd).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn get_and_refresh(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, KvError> {
+        self.query(redis::cmd("GETEX").arg(key).arg("PX").arg(px(ttl)))
+            .await
+    }
+
+    async fn set_add(&self, key: &str, members: &[&str], ttl: Duration) -> Result<(), KvError> {
+        // SADD without members is a syntax error; adding nothing changes nothing.
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connection().await?;
+        // One key, so MULTI is cluster-safe. NX gives a new set its TTL, GT extends a
+        // shorter one; together: "at least ttl", never shortened (Redis 7).
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(key)
+            .arg(members)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(px(ttl))
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(px(ttl))
+            .arg("GT")
+            .ignore();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, KvError> {
+        self.query(redis::cmd("SMEMBERS").arg(key)).await
+    }
+
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<usize, KvError> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("SREM").arg(key).arg(members)).await
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, KvError> {
         let removed: i64 = self.query(redis::cmd("DEL").arg(key)).await?;
         Ok(removed > 0)

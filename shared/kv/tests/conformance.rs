@@ -269,12 +269,194 @@ async fn many_keys_across_slots(kv: SharedKv, p: String) {
     kv.ping().await.expect("ping");
 }
 
+async fn set_if_present(kv: SharedKv, p: String) {
+    let key = format!("{p}:record");
+    assert!(
+        !kv.set_if_present(&key, b"ghost", Some(Duration::from_secs(30)))
+            .await
+            .expect("xx"),
+        "an absent key is not created"
+    );
+    assert_eq!(kv.get(&key).await.expect("get"), None);
+
+    kv.set(&key, b"v1", Some(Duration::from_secs(5)))
+        .await
+        .expect("set");
+    assert!(
+        kv.set_if_present(&key, b"v2", Some(Duration::from_secs(60)))
+            .await
+            .expect("xx")
+    );
+    assert_eq!(
+        kv.get(&key).await.expect("get").as_deref(),
+        Some(&b"v2"[..])
+    );
+    let left = kv.ttl(&key).await.expect("ttl").expect("has a ttl");
+    assert!(
+        left > Duration::from_secs(30),
+        "the new TTL replaced the old: {left:?}"
+    );
+
+    kv.delete(&key).await.expect("delete");
+    assert!(
+        !kv.set_if_present(&key, b"v3", None).await.expect("xx"),
+        "a deleted key stays deleted"
+    );
+    assert_eq!(kv.get(&key).await.expect("get"), None);
+}
+
+async fn get_and_refresh(kv: SharedKv, p: String) {
+    let key = format!("{p}:sliding");
+    assert_eq!(
+        kv.get_and_refresh(&key, Duration::from_secs(60))
+            .await
+            .expect("getex"),
+        None
+    );
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "absent stays absent"
+    );
+
+    kv.set(&key, b"record", Some(Duration::from_secs(2)))
+        .await
+        .expect("set");
+    assert_eq!(
+        kv.get_and_refresh(&key, Duration::from_secs(60))
+            .await
+            .expect("getex")
+            .as_deref(),
+        Some(&b"record"[..])
+    );
+    let left = kv.ttl(&key).await.expect("ttl").expect("has a ttl");
+    assert!(left > Duration::from_secs(30), "TTL was reset: {left:?}");
+
+    // Shortening works too: the TTL is set, not extended.
+    kv.get_and_refresh(&key, Duration::from_millis(50))
+        .await
+        .expect("getex");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(kv.get(&key).await.expect("get"), None);
+}
+
+async fn sets(kv: SharedKv, p: String) {
+    let key = format!("{p}:set");
+    assert!(kv.set_members(&key).await.expect("smembers").is_empty());
+    kv.set_add(&key, &[], Duration::from_secs(30))
+        .await
+        .expect("sadd nothing");
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "no empty set created"
+    );
+
+    kv.set_add(&key, &["a", "b"], Duration::from_secs(10))
+        .await
+        .expect("sadd");
+    kv.set_add(&key, &["b", "c"], Duration::from_secs(10))
+        .await
+        .expect("sadd");
+    let mut members = kv.set_members(&key).await.expect("smembers");
+    members.sort();
+    assert_eq!(members, ["a", "b", "c"]);
+
+    // The TTL grows to the longest one asked for and never shrinks.
+    kv.set_add(&key, &["d"], Duration::from_secs(100))
+        .await
+        .expect("sadd");
+    kv.set_add(&key, &["e"], Duration::from_secs(5))
+        .await
+        .expect("sadd");
+    let left = kv.ttl(&key).await.expect("ttl").expect("has a ttl");
+    assert!(left > Duration::from_secs(90), "{left:?}");
+
+    assert_eq!(
+        kv.set_remove(&key, &["a", "zzz"]).await.expect("srem"),
+        1,
+        "only members count"
+    );
+    assert_eq!(kv.set_remove(&key, &[]).await.expect("srem nothing"), 0);
+    assert_eq!(
+        kv.set_remove(&key, &["b", "c", "d", "e"])
+            .await
+            .expect("srem"),
+        4
+    );
+    assert!(kv.set_members(&key).await.expect("smembers").is_empty());
+    assert_eq!(
+        kv.ttl(&key).await.expect("ttl"),
+        None,
+        "an empty set is gone"
+    );
+
+    let expiring = format!("{p}:expiring-set");
+    kv.set_add(&expiring, &["x"], Duration::from_millis(50))
+        .await
+        .expect("sadd");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        kv.set_members(&expiring)
+            .await
+            .expect("smembers")
+            .is_empty()
+    );
+}
+
+async fn wrong_kind(kv: SharedKv, p: String) {
+    let set = format!("{p}:a-set");
+    let bytes = format!("{p}:bytes");
+    kv.set_add(&set, &["m"], Duration::from_secs(30))
+        .await
+        .expect("sadd");
+    kv.set(&bytes, b"v", Some(Duration::from_secs(30)))
+        .await
+        .expect("set");
+
+    let refusals = [
+        kv.get(&set).await.map(|_| ()),
+        kv.get_and_refresh(&set, Duration::from_secs(1))
+            .await
+            .map(|_| ()),
+        kv.increment(&set, 1, None).await.map(|_| ()),
+        kv.set_add(&bytes, &["m"], Duration::from_secs(30)).await,
+        kv.set_members(&bytes).await.map(|_| ()),
+        kv.set_remove(&bytes, &["m"]).await.map(|_| ()),
+    ];
+    for (i, refusal) in refusals.into_iter().enumerate() {
+        let err = refusal.expect_err("wrong kind of key");
+        assert!(matches!(err, KvError::Rejected(_)), "case {i}: {err:?}");
+    }
+    // Refused commands changed nothing.
+    assert_eq!(
+        kv.get(&bytes).await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(kv.set_members(&set).await.expect("smembers"), ["m"]);
+    assert!(
+        kv.ttl(&set).await.expect("ttl").expect("has a ttl") > Duration::from_secs(20),
+        "a refused GETEX did not touch the TTL"
+    );
+
+    // SET replaces a key of any kind, as in Redis.
+    kv.set(&set, b"now bytes", None)
+        .await
+        .expect("set over a set");
+    assert_eq!(
+        kv.get(&set).await.expect("get").as_deref(),
+        Some(&b"now bytes"[..])
+    );
+}
+
 macro_rules! conformance {
     ($($adapter:ident => $open:expr;)*) => {$(
         mod $adapter {
             use super::*;
             async fn store() -> Option<SharedKv> { $open }
-            conformance!(@cases roundtrip, ttl_and_expiry, set_if_absent, exactly_one_winner, compare_and_swap, one_swap_wins_a_race, counters, many_keys_across_slots);
+            conformance!(@cases roundtrip, ttl_and_expiry, set_if_absent, exactly_one_winner,
+                compare_and_swap, one_swap_wins_a_race, counters, many_keys_across_slots,
+                set_if_present, get_and_refresh, sets, wrong_kind);
         }
     )*};
     (@cases $($case:ident),*) => {$(
