@@ -63,6 +63,51 @@ async fn users_are_unique_by_email(store: SharedAccounts) {
     );
 }
 
+async fn only_unconfirmed_users_can_be_undone(store: SharedAccounts) {
+    let pending = store
+        .create_user(new_user(&email("undo")))
+        .await
+        .expect("create");
+    assert!(
+        store
+            .delete_unconfirmed_user(pending.id)
+            .await
+            .expect("undo")
+    );
+    assert_eq!(store.user_by_id(pending.id).await.expect("get"), None);
+    store
+        .create_user(new_user(&pending.email))
+        .await
+        .expect("the address is free again");
+
+    let confirmed = store
+        .create_user(new_user(&email("kept")))
+        .await
+        .expect("create");
+    let token = Token::generate();
+    store
+        .put_email_token(
+            &token.digest(),
+            confirmed.id,
+            TokenKind::Registration,
+            in_an_hour(),
+        )
+        .await
+        .expect("put");
+    store
+        .redeem_email_token(&token.digest())
+        .await
+        .expect("redeem")
+        .expect("valid");
+    assert!(
+        !store
+            .delete_unconfirmed_user(confirmed.id)
+            .await
+            .expect("undo")
+    );
+    assert!(store.user_by_id(confirmed.id).await.expect("get").is_some());
+}
+
 async fn a_confirmation_token_works_once(store: SharedAccounts) {
     let user = store
         .create_user(new_user(&email("confirm")))
@@ -294,6 +339,7 @@ macro_rules! conformance {
             async fn store() -> Option<SharedAccounts> { $open }
             conformance!(@cases
                 users_are_unique_by_email,
+                only_unconfirmed_users_can_be_undone,
                 a_confirmation_token_works_once,
                 an_email_change_applies_on_confirmation_unless_taken,
                 refresh_tokens_rotate_and_a_reuse_revokes_the_family,

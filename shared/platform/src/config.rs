@@ -44,7 +44,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &'static str, reason: impl Into<String>) -> Self {
+    /// An error about `key` (an app's own settings use it too).
+    pub fn new(key: &'static str, reason: impl Into<String>) -> Self {
         Self {
             key,
             reason: reason.into(),

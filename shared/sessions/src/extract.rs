@@ -21,8 +21,9 @@ pub struct Authenticated {
     pub token: SessionToken,
 }
 
-/// The token in the request, if any: the Bearer credential first, then the cookie.
-fn presented<'a>(parts: &'a Parts, cookie_name: &str) -> Option<&'a str> {
+/// The token in the request, if any: the Bearer credential first, then the cookie. Login
+/// uses it to end whatever session the client arrived with (fixation).
+pub fn presented<'a>(parts: &'a Parts, cookie_name: &str) -> Option<&'a str> {
     let bearer = parts
         .headers
         .get(http::header::AUTHORIZATION)

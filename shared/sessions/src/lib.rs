@@ -30,5 +30,5 @@ mod extract;
 mod store;
 
 pub use cookie::SameSite;
-pub use extract::Authenticated;
+pub use extract::{Authenticated, presented};
 pub use store::{NewSession, Session, SessionConfig, SessionError, SessionToken, Sessions};

@@ -4,8 +4,10 @@
 //!
 //! - [`store`]: the `AccountStore` port, its types, and the in-memory adapter;
 //! - [`postgres`]: the PostgreSQL adapter (tables in `shared/db/migrations`);
-//! - [`secrets`]: password hashing and the one-time tokens mailed or handed out.
+//! - [`secrets`]: password hashing and the one-time tokens mailed or handed out;
+//! - [`http`]: the endpoints, one router each.
 
+pub mod http;
 pub mod postgres;
 pub mod secrets;
 pub mod store;

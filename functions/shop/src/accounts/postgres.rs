@@ -75,6 +75,15 @@ impl AccountStore for PgAccounts {
         user(&row)
     }
 
+    async fn delete_unconfirmed_user(&self, id: Uuid) -> Result<bool, AccountError> {
+        let deleted = sqlx::query("DELETE FROM shop_users WHERE id = $1 AND confirmed_at IS NULL")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(failed)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, AccountError> {
         let row = sqlx::query(concat!(
             "SELECT ",

@@ -106,6 +106,10 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// Creates an unconfirmed user; [`AccountError::EmailTaken`] if the email is in use.
     async fn create_user(&self, user: NewUser) -> Result<User, AccountError>;
 
+    /// Removes a user who never confirmed (a registration whose email could not be
+    /// sent); true when one was removed. A confirmed user is never removed here.
+    async fn delete_unconfirmed_user(&self, id: Uuid) -> Result<bool, AccountError>;
+
     /// The user with `email` (lower-cased) and their password hash.
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, AccountError>;
 
@@ -233,6 +237,21 @@ impl AccountStore for MemoryAccounts {
             },
         );
         Ok(user)
+    }
+
+    async fn delete_unconfirmed_user(&self, id: Uuid) -> Result<bool, AccountError> {
+        let mut tables = self.lock();
+        if tables
+            .users
+            .get(&id)
+            .is_none_or(|u| u.user.confirmed_at.is_some())
+        {
+            return Ok(false);
+        }
+        tables.users.remove(&id);
+        tables.email_tokens.retain(|_, t| t.user_id != id);
+        tables.refresh_tokens.retain(|_, t| t.user_id != id);
+        Ok(true)
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, AccountError> {
