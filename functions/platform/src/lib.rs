@@ -7,4 +7,4 @@ pub mod adapters;
 pub mod health;
 pub mod task_status;
 
-pub use adapters::{Adapters, Defaults};
+pub use adapters::{Adapters, Database, Defaults};

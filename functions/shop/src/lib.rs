@@ -6,7 +6,8 @@ pub mod tasks;
 
 use celeriac_tasks::Registry;
 
-/// Every task of the shop, for workers and producers to route by name.
-pub fn registry(registry: Registry) -> Registry {
-    registry.register(tasks::TestCelery)
+/// Every task of the shop, for workers and producers to route by name; `mail` is the
+/// `send_email` task with the mailer this process sends through.
+pub fn registry(registry: Registry, mail: celeriac_mail::SendEmail) -> Registry {
+    registry.register(tasks::TestCelery).register(mail)
 }

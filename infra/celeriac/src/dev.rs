@@ -17,6 +17,8 @@ use celeriac_tasks::{
     InProcess, RedisStreams, Registry, Runner, TaskClient, TaskStore, Transport, Worker,
 };
 
+use celeriac_shop::accounts::http::{self as accounts, AccountsApi, AccountsConfig};
+
 use crate::dev_api;
 
 /// Tasks the dev worker runs concurrently.
@@ -28,10 +30,12 @@ pub fn routes(
     adapters: &Adapters,
     registry: Arc<Registry>,
     client: TaskClient,
+    accounts: AccountsApi,
 ) -> Router {
     let store = adapters.task_store();
     Router::new()
         .merge(health::router(adapters.health_check(config)))
+        .merge(accounts::all(accounts))
         .merge(task_status::router(task_status::TASK_PATH, store.clone()))
         .merge(task_status::router(task_status::WEBHOOK_PATH, store))
         .merge(dev_api::router(registry, client))
@@ -55,7 +59,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .kv
         .clone()
         .context("celeriac dev always has a key-value store")?;
-    let registry = Arc::new(crate::registry());
+    let registry = Arc::new(crate::registry().await?);
     let kv_for_beat = kv.clone();
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)
@@ -83,8 +87,20 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         WORKER_CONCURRENCY,
     );
 
+    // Mailed links point here unless PUBLIC_BASE_URL says otherwise.
+    let accounts = AccountsApi::open(
+        &adapters,
+        client.clone(),
+        AccountsConfig::from_env(Some(&format!("http://{addr}")))?,
+    )?;
     let app = celeriac_platform::http::app(
-        routes(&config, &adapters, registry.clone(), client.clone()),
+        routes(
+            &config,
+            &adapters,
+            registry.clone(),
+            client.clone(),
+            accounts,
+        ),
         &config.http,
     );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

@@ -151,9 +151,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Every app's tasks.
-pub fn registry() -> celeriac_tasks::Registry {
-    celeriac_shop::registry(celeriac_tasks::Registry::new())
+/// Every app's tasks, with `send_email` sending through the mailer the environment names
+/// (the file outbox unless `MAIL_PROVIDER` says otherwise).
+pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
+    let mail = celeriac_mail::SendEmail::from_env()
+        .await
+        .context("mail configuration")?;
+    Ok(celeriac_shop::registry(
+        celeriac_tasks::Registry::new(),
+        mail,
+    ))
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.
@@ -181,7 +188,7 @@ async fn worker(
     visibility: Duration,
 ) -> anyhow::Result<()> {
     let (streams, kv) = redis_streams(visibility).await?;
-    let registry = std::sync::Arc::new(registry());
+    let registry = std::sync::Arc::new(registry().await?);
     let queues = if queues.is_empty() {
         registry.queues()
     } else {
@@ -197,7 +204,7 @@ async fn worker(
 /// Enqueues straight to the configured broker: SQS when `TASK_TRANSPORT=sqs` (states in
 /// Redis when `REDIS_URL` is set), Redis Streams otherwise.
 async fn call_direct(request: dev_api::CallRequest) -> anyhow::Result<String> {
-    let registry = registry();
+    let registry = registry().await?;
     let task = registry.get(&request.task).ok_or_else(|| {
         anyhow::anyhow!(
             "no task named {:?}; known tasks: {}",

@@ -141,22 +141,27 @@ Resources:
             Input: '{"schedule": "hourly", "task": "test_celery", "args": {"word": "hour"}, "scheduled_time": "<aws.scheduler.scheduled-time>"}'
 "#;
 
-    #[test]
-    fn reads_every_schedule_v2_event() {
-        let schedules = from_template(TEMPLATE, &crate::registry()).expect("valid");
+    async fn registry() -> Registry {
+        crate::registry().await.expect("registry")
+    }
+
+    #[tokio::test]
+    async fn reads_every_schedule_v2_event() {
+        let schedules = from_template(TEMPLATE, &registry().await).expect("valid");
         assert_eq!(schedules.len(), 2);
         assert_eq!(schedules[0].tick.schedule, "ping");
         assert!(matches!(schedules[0].expression, Expression::Rate(d) if d.as_secs() == 60));
         assert!(matches!(schedules[1].expression, Expression::Cron(_)));
     }
 
-    #[test]
-    fn an_unknown_task_or_a_bad_expression_is_named() {
+    #[tokio::test]
+    async fn an_unknown_task_or_a_bad_expression_is_named() {
         let unknown = TEMPLATE.replacen("\"task\": \"test_celery\"", "\"task\": \"nope\"", 1);
-        let err = from_template(&unknown, &crate::registry()).expect_err("unknown task");
+        let registry = registry().await;
+        let err = from_template(&unknown, &registry).expect_err("unknown task");
         assert!(format!("{err:#}").contains("nope"), "{err:#}");
         let bad = TEMPLATE.replace("rate(1 minute)", "rate(1 fortnight)");
-        let err = from_template(&bad, &crate::registry()).expect_err("bad rate");
+        let err = from_template(&bad, &registry).expect_err("bad rate");
         assert!(
             format!("{err:#}").contains("PingFunction.EveryMinute"),
             "{err:#}"
@@ -169,7 +174,7 @@ Resources:
     async fn a_rate_schedule_fires_once_per_period() {
         use celeriac_tasks::{InProcess, TaskStore, Transport};
 
-        let registry = Arc::new(crate::registry());
+        let registry = Arc::new(registry().await);
         let schedule = from_template(TEMPLATE, &registry).expect("valid").remove(0);
         let kv: celeriac_kv::SharedKv = Arc::new(celeriac_kv::MemoryKv::new());
         let queue = Arc::new(InProcess::default());
@@ -187,12 +192,12 @@ Resources:
         assert_eq!(first["args"]["word"], "tick");
     }
 
-    #[test]
-    fn the_shipped_template_parses() {
+    #[tokio::test]
+    async fn the_shipped_template_parses() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
                 .expect("template.yaml");
-        from_template(&text, &crate::registry())
+        from_template(&text, &registry().await)
             .expect("the shipped template's schedules are valid");
     }
 }

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,7 +32,8 @@ use celeriac_limits::{
 use celeriac_mail::SendEmailArgs;
 use celeriac_platform::Error;
 use celeriac_platform::json::JsonBody;
-use celeriac_sessions::{Authenticated, NewSession, Sessions};
+use celeriac_platform_functions::{Adapters, Database, Defaults};
+use celeriac_sessions::{Authenticated, NewSession, SessionConfig, Sessions};
 use celeriac_tasks::{SendOptions, TaskClient};
 use chrono::Utc;
 use secrecy::SecretString;
@@ -39,8 +41,11 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::postgres::PgAccounts;
 use super::secrets::{Token, TokenDigest, decoy_hash, hash_password, verify_password};
-use super::store::{AccountError, NewUser, Refresh, SharedAccounts, TokenKind, User};
+use super::store::{
+    AccountError, MemoryAccounts, NewUser, Refresh, SharedAccounts, TokenKind, User,
+};
 
 /// Registration path.
 pub const REGISTRATION_PATH: &str = "/api/v1/user/registration";
@@ -159,6 +164,57 @@ pub struct AccountsApi {
     pub tasks: TaskClient,
     /// Settings.
     pub config: Arc<AccountsConfig>,
+}
+
+impl AccountsApi {
+    /// The accounts endpoints on `adapters`: PostgreSQL (or the in-memory store under the
+    /// dev runner), sessions in the key-value store, the rate limiter, and `tasks` for the
+    /// confirmation emails. Fails when a required adapter is not configured.
+    pub fn open(
+        adapters: &Adapters,
+        tasks: TaskClient,
+        config: AccountsConfig,
+    ) -> anyhow::Result<Self> {
+        let store: SharedAccounts = match &adapters.database {
+            Some(Database::Postgres(pool)) => Arc::new(PgAccounts::new(pool.clone())),
+            Some(Database::Memory) => Arc::new(MemoryAccounts::new()),
+            None => {
+                anyhow::bail!("accounts need a database: set DATABASE_URL or DATABASE_SECRET_ARN")
+            }
+        };
+        let kv = adapters
+            .kv
+            .clone()
+            .context("accounts need Redis for sessions: set REDIS_URL")?;
+        let limiter = adapters
+            .limiter
+            .clone()
+            .context("accounts need Redis for rate limits: set REDIS_URL")?;
+        Ok(Self {
+            store,
+            sessions: Sessions::new(kv, SessionConfig::default()),
+            limiter,
+            tasks,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Runs one accounts endpoint as a Lambda function: configuration and clients built once,
+/// then `router` over them until the runtime stops.
+pub async fn run_lambda_endpoint(
+    service: &str,
+    router: fn(AccountsApi) -> Router,
+) -> Result<(), lambda_http::Error> {
+    celeriac_platform::telemetry::init();
+    let config = celeriac_platform::Config::from_env(service)?;
+    let adapters = Adapters::open(&config, Defaults::NotConfigured).await?;
+    let tasks = adapters
+        .task_client(&config, service)
+        .context("set TASK_QUEUE_URL (SQS) or TASK_TRANSPORT=redis: accounts enqueue emails")?;
+    let api = AccountsApi::open(&adapters, tasks, AccountsConfig::from_env(None)?)?;
+    celeriac_platform::http::run_lambda(celeriac_platform::http::app(router(api), &config.http))
+        .await
 }
 
 impl FromRef<AccountsApi> for Sessions {
