@@ -9,7 +9,7 @@ use std::time::Duration;
 use celeriac_kv::{RedisKv, SharedKv};
 use celeriac_platform::config::{RedisConfig, RedisTopology};
 use celeriac_tasks::{RedisStreams, SendOptions, TaskClient, TaskSpec, TaskState, TaskStore};
-use celeriac_testkit::{free_port, standin, workspace_binary};
+use celeriac_testkit::{OwnRedis, free_port, standin, workspace_binary};
 
 fn config(url: &str) -> RedisConfig {
     RedisConfig {
@@ -99,57 +99,6 @@ async fn a_task_whose_worker_is_killed_is_redelivered_and_completed_once() {
         record.retries >= 1,
         "the redelivery counts as a later attempt: {record:?}"
     );
-}
-
-/// A redis-server of this test's own, with an append-only file, so a restart keeps data.
-struct OwnRedis {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl OwnRedis {
-    fn start(bin: &str, port: u16, dir: &std::path::Path) -> Self {
-        let child = Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-            ])
-            .args(["--appendfsync", "always", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            port,
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,7 @@ impl From<Refusal> for celeriac_platform::Error {
             Refusal::Limited { limit, decision } => Self::RateLimited {
                 message: format!("rate limit {limit} exceeded"),
                 retry_after_secs: whole_seconds(decision.retry_after).max(1),
+                quota: Some((decision.limit, whole_seconds(decision.reset_after))),
             },
             Refusal::Failed {
                 error: error @ LimitError::Invalid(_),

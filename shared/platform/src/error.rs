@@ -45,6 +45,9 @@ pub enum Error {
         message: String,
         /// Seconds until a retry can succeed.
         retry_after_secs: u64,
+        /// The limit's size and seconds until it is whole again, for the `RateLimit-Limit`
+        /// and `RateLimit-Reset` headers (`RateLimit-Remaining` is 0), when known.
+        quota: Option<(u32, u64)>,
     },
     /// A dependency (Redis, the database, the queue, the model) is down or slow. Clients
     /// see which one; the reason (hosts, ARNs) goes only to the log and diagnostics.
@@ -142,12 +145,18 @@ impl IntoResponse for Error {
         }
         let mut response = (self.status(), Json(self.body())).into_response();
         if let Self::RateLimited {
-            retry_after_secs, ..
+            retry_after_secs,
+            quota,
+            ..
         } = self
         {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            if let Some((limit, reset_secs)) = quota {
+                headers.insert("ratelimit-limit", HeaderValue::from(limit));
+                headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+                headers.insert("ratelimit-reset", HeaderValue::from(reset_secs));
+            }
         }
         response
     }
@@ -214,10 +223,14 @@ mod tests {
         let response = Error::RateLimited {
             message: "too many login attempts".into(),
             retry_after_secs: 17,
+            quota: Some((3, 60)),
         }
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+        assert_eq!(response.headers()["ratelimit-limit"], "3");
+        assert_eq!(response.headers()["ratelimit-remaining"], "0");
+        assert_eq!(response.headers()["ratelimit-reset"], "60");
     }
 
     #[tokio::test]

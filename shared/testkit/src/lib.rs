@@ -153,6 +153,63 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A redis-server of a test's own (for tests that stop Redis), with an append-only file,
+/// so a restart keeps data; killed when dropped.
+#[derive(Debug)]
+pub struct OwnRedis {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory (the append-only file lives there).
+    pub dir: PathBuf,
+}
+
+impl OwnRedis {
+    /// Starts `bin` on `port`, keeping its data in `dir`, and waits until it listens.
+    pub fn start(bin: &str, port: u16, dir: &Path) -> Self {
+        let child = std::process::Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Kills it (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A running `celeriac dev`, stopped when dropped.
 #[derive(Debug)]
 pub struct DevServer {
