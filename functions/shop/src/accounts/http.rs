@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -36,6 +37,7 @@ use celeriac_platform_functions::{Adapters, Database, Defaults};
 use celeriac_sessions::{Authenticated, NewSession, SessionConfig, Sessions};
 use celeriac_tasks::{SendOptions, TaskClient};
 use chrono::Utc;
+use lambda_http::request::RequestContext;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
@@ -103,9 +105,10 @@ pub const EMAIL_CHANGE_PER_USER: Limit = Limit::sliding_log(
 /// Settings of the accounts endpoints, read once from the environment.
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
-    /// Where the mailed links point (`PUBLIC_BASE_URL`), e.g. the API Gateway URL. Never
-    /// taken from the request's Host header, which a client could set to its own site.
-    pub public_base_url: String,
+    /// Where the mailed links point (`PUBLIC_BASE_URL`, e.g. a custom domain). Unset on
+    /// Lambda, the API's own domain from the API Gateway request context is used. Never
+    /// the request's Host header, which a client could set to its own site.
+    pub public_base_url: Option<String>,
     /// How long a mailed confirmation link works (`CONFIRMATION_TTL_HOURS`, default 24).
     pub confirmation_ttl: Duration,
     /// How long a refresh token lives (`REFRESH_TOKEN_TTL_DAYS`, default 30).
@@ -120,15 +123,12 @@ impl AccountsConfig {
     ) -> Result<Self, celeriac_platform::config::ConfigError> {
         use celeriac_platform::config::ConfigError;
         let var = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
-        let public_base_url = var("PUBLIC_BASE_URL")
-            .or_else(|| default_base_url.map(str::to_owned))
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "PUBLIC_BASE_URL",
-                    "required: the base URL of the API, for the links in confirmation emails",
-                )
-            })?;
-        if !(public_base_url.starts_with("https://") || public_base_url.starts_with("http://")) {
+        let public_base_url =
+            var("PUBLIC_BASE_URL").or_else(|| default_base_url.map(str::to_owned));
+        if public_base_url
+            .as_deref()
+            .is_some_and(|url| !(url.starts_with("https://") || url.starts_with("http://")))
+        {
             return Err(ConfigError::new(
                 "PUBLIC_BASE_URL",
                 "must start with https:// or http://",
@@ -144,7 +144,7 @@ impl AccountsConfig {
             })
         };
         Ok(Self {
-            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            public_base_url: public_base_url.map(|url| url.trim_end_matches('/').to_owned()),
             confirmation_ttl: Duration::from_secs(number("CONFIRMATION_TTL_HOURS", 24)? * 3600),
             refresh_ttl: Duration::from_secs(number("REFRESH_TOKEN_TTL_DAYS", 30)? * 86_400),
         })
@@ -327,9 +327,11 @@ struct Registration {
 async fn register(
     State(api): State<AccountsApi>,
     ClientIp(ip): ClientIp,
+    context: Option<Extension<RequestContext>>,
     JsonBody(body): JsonBody<Registration>,
 ) -> Result<Response, Error> {
     let email = normalize_email(&body.email)?;
+    let base_url = public_base_url(&api, context.as_deref())?;
     check_password(secrecy::ExposeSecret::expose_secret(&body.password))?;
     let name = body.name.unwrap_or_default().trim().to_owned();
     if name.chars().count() > 100 {
@@ -348,8 +350,15 @@ async fn register(
         })
         .await?;
     let token = Token::generate();
-    let task_id = match send_confirmation(&api, &user, &user.email, TokenKind::Registration, &token)
-        .await
+    let task_id = match send_confirmation(
+        &api,
+        &base_url,
+        &user,
+        &user.email,
+        TokenKind::Registration,
+        &token,
+    )
+    .await
     {
         Ok(task_id) => task_id,
         Err(err) => {
@@ -377,9 +386,28 @@ async fn register(
     Ok(response)
 }
 
+/// The base of mailed links: the configured URL, else the domain API Gateway received the
+/// request on (set by API Gateway, not by the client).
+fn public_base_url(api: &AccountsApi, context: Option<&RequestContext>) -> Result<String, Error> {
+    if let Some(url) = &api.config.public_base_url {
+        return Ok(url.clone());
+    }
+    let domain = match context {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.domain_name.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.domain_name.clone(),
+        _ => None,
+    };
+    domain
+        .map(|domain| format!("https://{domain}"))
+        .ok_or_else(|| {
+            Error::internal("no PUBLIC_BASE_URL and no API Gateway domain: cannot build the link")
+        })
+}
+
 /// Stores a one-time token for `kind` and enqueues the email carrying its link.
 async fn send_confirmation(
     api: &AccountsApi,
+    base_url: &str,
     user: &User,
     to: &str,
     kind: TokenKind,
@@ -390,11 +418,7 @@ async fn send_confirmation(
     api.store
         .put_email_token(&token.digest(), user.id, kind.clone(), expires_at)
         .await?;
-    let link = format!(
-        "{}{CONFIRM_PATH}?token={}",
-        api.config.public_base_url,
-        token.reveal()
-    );
+    let link = format!("{base_url}{CONFIRM_PATH}?token={}", token.reveal());
     let hours = api.config.confirmation_ttl.as_secs() / 3600;
     let args = match kind {
         TokenKind::Registration => SendEmailArgs::registration_confirmation(to, link),
@@ -637,9 +661,11 @@ struct EmailChangeRequest {
 async fn request_email_change(
     State(api): State<AccountsApi>,
     auth: Authenticated,
+    context: Option<Extension<RequestContext>>,
     JsonBody(body): JsonBody<EmailChangeRequest>,
 ) -> Result<Response, Error> {
     let new_email = normalize_email(&body.new_email)?;
+    let base_url = public_base_url(&api, context.as_deref())?;
     let user = signed_in_user(&api, &auth).await?;
     if new_email == user.email {
         return Err(Error::BadRequest(
@@ -660,6 +686,7 @@ async fn request_email_change(
     let token = Token::generate();
     let task_id = send_confirmation(
         &api,
+        &base_url,
         &user,
         &new_email,
         TokenKind::EmailChange {
