@@ -1,7 +1,8 @@
-//! The tea shop (seed 002, LocalTea): its accounts and its queue check task,
-//! `test_celery`.
+//! The tea shop (seed 002, LocalTea): its accounts, its orders, and its tasks
+//! (`send_email`, `test_celery`).
 
 pub mod accounts;
+pub mod orders;
 pub mod tasks;
 
 use celeriac_tasks::Registry;
