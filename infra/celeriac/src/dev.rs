@@ -59,7 +59,12 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .kv
         .clone()
         .context("celeriac dev always has a key-value store")?;
-    let registry = Arc::new(crate::registry().await?);
+    // One order store for the routes and the tasks, as on AWS one database serves both.
+    let orders: celeriac_shop::orders::SharedOrders = match adapters.pg_pool() {
+        Some(pool) => Arc::new(celeriac_shop::orders::postgres::PgOrders::new(pool.clone())),
+        None => Arc::new(celeriac_shop::orders::MemoryOrders::new()),
+    };
+    let registry = Arc::new(crate::registry_with(orders).await?);
     let kv_for_beat = kv.clone();
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)

@@ -152,15 +152,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Every app's tasks, with `send_email` sending through the mailer the environment names
-/// (the file outbox unless `MAIL_PROVIDER` says otherwise).
-pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
+/// (the file outbox unless `MAIL_PROVIDER` says otherwise) and the shop's order sweep over
+/// `orders`.
+pub async fn registry_with(
+    orders: celeriac_shop::orders::SharedOrders,
+) -> anyhow::Result<celeriac_tasks::Registry> {
     let mail = celeriac_mail::SendEmail::from_env()
         .await
         .context("mail configuration")?;
+    let expiry = celeriac_shop::orders::expiry::CheckExpiredOrders::new(
+        orders,
+        celeriac_shop::orders::expiry::CheckExpiredOrders::max_age_from_env()?,
+    );
     Ok(celeriac_shop::registry(
         celeriac_tasks::Registry::new(),
         mail,
+        expiry,
     ))
+}
+
+/// [`registry_with`] the stores the environment names: PostgreSQL when `DATABASE_URL`
+/// (or `DATABASE_SECRET_ARN`) is set, else in memory.
+pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
+    let config = celeriac_platform::Config::from_env("celeriac")?;
+    let orders: celeriac_shop::orders::SharedOrders = match &config.database {
+        Some(database) => std::sync::Arc::new(celeriac_shop::orders::postgres::PgOrders::new(
+            celeriac_db::connect(database).await?,
+        )),
+        None => std::sync::Arc::new(celeriac_shop::orders::MemoryOrders::new()),
+    };
+    registry_with(orders).await
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.

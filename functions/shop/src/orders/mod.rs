@@ -3,8 +3,10 @@
 //! returns their stock exactly once.
 //!
 //! - [`store`]: the `OrderStore` port, its types, and the in-memory adapter;
-//! - [`postgres`]: the PostgreSQL adapter (tables in `shared/db/migrations`).
+//! - [`postgres`]: the PostgreSQL adapter (tables in `shared/db/migrations`);
+//! - [`expiry`]: the `check_expired_orders` task.
 
+pub mod expiry;
 pub mod postgres;
 pub mod store;
 
