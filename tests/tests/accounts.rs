@@ -7,92 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use celeriac_testkit::{DevServer, OwnRedis, free_port, standin};
+use support::{Client, confirmation_link, json_of, outbox_text, unique_email};
+
+mod support;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    fn new(server: &DevServer) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: server.url.clone(),
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> reqwest::Response {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("POST")
-    }
-
-    async fn get(&self, url: &str, bearer: Option<&str>) -> reqwest::Response {
-        let url = if url.starts_with("http") {
-            url.to_owned()
-        } else {
-            format!("{}{url}", self.base)
-        };
-        let mut request = self.http.get(url);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("GET")
-    }
-
-    async fn login(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post(
-            "/api/v1/user/login",
-            json!({"email": email, "password": password}),
-            None,
-        )
-        .await
-    }
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    response.json().await.expect("JSON body")
-}
-
-fn unique_email(name: &str) -> String {
-    format!("{name}-{}@example.test", uuid_like())
-}
-
-fn uuid_like() -> String {
-    celeriac_testkit::unique_prefix("acct").replace([':', '{', '}'], "-")
-}
-
-/// The first `http…/confirm?token=…` link in a text.
-fn confirmation_link(text: &str) -> Option<String> {
-    text.split_whitespace()
-        .find(|word| word.contains("/api/v1/user/confirm?token="))
-        .map(str::to_owned)
-}
-
-/// Waits for the email to `to` in the file outbox at `dir`; returns its text part.
-async fn outbox_text(dir: &Path, to: &str) -> String {
-    for _ in 0..200 {
-        if let Ok(listing) = std::fs::read_dir(dir) {
-            for entry in listing.flatten() {
-                let Ok(raw) = std::fs::read(entry.path()) else {
-                    continue;
-                };
-                let Ok(mail) = serde_json::from_slice::<Value>(&raw) else {
-                    continue;
-                };
-                if mail["to"].as_str().is_some_and(|t| t.contains(to)) {
-                    return mail["text"].as_str().unwrap_or_default().to_owned();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no email to {to} in {}", dir.display());
-}
 
 /// Waits for the email to `to` in the SMTP sink's Maildir; returns its text part.
 async fn maildir_text(maildir: &Path, to: &str) -> String {
@@ -282,7 +201,8 @@ async fn the_same_with_redis_postgres_and_the_smtp_sink() {
         return;
     };
     let server = DevServer::start(&[
-        ("REDIS_URL", redis),
+        // A database of its own, so other tests' logins from 127.0.0.1 do not count here.
+        ("REDIS_URL", format!("{}/5", redis.trim_end_matches('/'))),
         ("DATABASE_URL", db),
         ("MAIL_PROVIDER", "smtp".into()),
         ("SMTP_HOST", host),

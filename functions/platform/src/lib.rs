@@ -4,7 +4,9 @@
 //! Lambda around them, and the dev runner merges the same routers into one server.
 
 pub mod adapters;
+pub mod endpoint;
 pub mod health;
 pub mod task_status;
 
 pub use adapters::{Adapters, Database, Defaults};
+pub use endpoint::run_endpoint;

@@ -18,6 +18,7 @@ use celeriac_tasks::{
 };
 
 use celeriac_shop::accounts::http::{self as accounts, AccountsApi, AccountsConfig};
+use celeriac_shop::orders::http::OrdersApi;
 
 use crate::dev_api;
 
@@ -31,11 +32,13 @@ pub fn routes(
     registry: Arc<Registry>,
     client: TaskClient,
     accounts: AccountsApi,
+    orders: OrdersApi,
 ) -> Router {
     let store = adapters.task_store();
     Router::new()
         .merge(health::router(adapters.health_check(config)))
         .merge(accounts::all(accounts))
+        .merge(celeriac_shop::orders::http::all(orders))
         .merge(task_status::router(task_status::TASK_PATH, store.clone()))
         .merge(task_status::router(task_status::WEBHOOK_PATH, store))
         .merge(dev_api::router(registry, client))
@@ -60,11 +63,10 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         .clone()
         .context("celeriac dev always has a key-value store")?;
     // One order store for the routes and the tasks, as on AWS one database serves both.
-    let orders: celeriac_shop::orders::SharedOrders = match adapters.pg_pool() {
-        Some(pool) => Arc::new(celeriac_shop::orders::postgres::PgOrders::new(pool.clone())),
-        None => Arc::new(celeriac_shop::orders::MemoryOrders::new()),
-    };
-    let registry = Arc::new(crate::registry_with(orders).await?);
+    let orders = celeriac_shop::orders::http::open_store(&adapters)?;
+    celeriac_shop::orders::catalogue::seed_if_empty(&orders).await?;
+    let orders_api = OrdersApi::open(&adapters, orders.clone())?;
+    let registry = Arc::new(crate::registry_with(orders, Some(orders_api.cache.clone())).await?);
     let kv_for_beat = kv.clone();
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)
@@ -105,6 +107,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             registry.clone(),
             client.clone(),
             accounts,
+            orders_api,
         ),
         &config.http,
     );

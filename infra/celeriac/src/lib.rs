@@ -156,14 +156,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `orders`.
 pub async fn registry_with(
     orders: celeriac_shop::orders::SharedOrders,
+    catalogue: Option<celeriac_cache::Cache>,
 ) -> anyhow::Result<celeriac_tasks::Registry> {
     let mail = celeriac_mail::SendEmail::from_env()
         .await
         .context("mail configuration")?;
-    let expiry = celeriac_shop::orders::expiry::CheckExpiredOrders::new(
+    let mut expiry = celeriac_shop::orders::expiry::CheckExpiredOrders::new(
         orders,
         celeriac_shop::orders::expiry::CheckExpiredOrders::max_age_from_env()?,
     );
+    if let Some(cache) = catalogue {
+        expiry = expiry.with_cache(cache);
+    }
     Ok(celeriac_shop::registry(
         celeriac_tasks::Registry::new(),
         mail,
@@ -181,7 +185,7 @@ pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
         )),
         None => std::sync::Arc::new(celeriac_shop::orders::MemoryOrders::new()),
     };
-    registry_with(orders).await
+    registry_with(orders, None).await
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.

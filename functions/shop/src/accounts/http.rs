@@ -33,7 +33,7 @@ use celeriac_limits::{
 use celeriac_mail::SendEmailArgs;
 use celeriac_platform::Error;
 use celeriac_platform::json::JsonBody;
-use celeriac_platform_functions::{Adapters, Database, Defaults};
+use celeriac_platform_functions::{Adapters, Database};
 use celeriac_sessions::{Authenticated, NewSession, SessionConfig, Sessions};
 use celeriac_tasks::{SendOptions, TaskClient};
 use chrono::Utc;
@@ -200,21 +200,22 @@ impl AccountsApi {
     }
 }
 
-/// Runs one accounts endpoint as a Lambda function: configuration and clients built once,
-/// then `router` over them until the runtime stops.
+/// Runs one accounts endpoint as a Lambda function.
 pub async fn run_lambda_endpoint(
     service: &str,
     router: fn(AccountsApi) -> Router,
 ) -> Result<(), lambda_http::Error> {
-    celeriac_platform::telemetry::init();
-    let config = celeriac_platform::Config::from_env(service)?;
-    let adapters = Adapters::open(&config, Defaults::NotConfigured).await?;
-    let tasks = adapters
-        .task_client(&config, service)
-        .context("set TASK_QUEUE_URL (SQS) or TASK_TRANSPORT=redis: accounts enqueue emails")?;
-    let api = AccountsApi::open(&adapters, tasks, AccountsConfig::from_env(None)?)?;
-    celeriac_platform::http::run_lambda(celeriac_platform::http::app(router(api), &config.http))
-        .await
+    celeriac_platform_functions::run_endpoint(service, |config, adapters| {
+        let tasks = adapters
+            .task_client(config, service)
+            .context("set TASK_QUEUE_URL (SQS) or TASK_TRANSPORT=redis: accounts enqueue emails")?;
+        Ok(router(AccountsApi::open(
+            adapters,
+            tasks,
+            AccountsConfig::from_env(None)?,
+        )?))
+    })
+    .await
 }
 
 impl FromRef<AccountsApi> for Sessions {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use celeriac_cache::Cache;
 use celeriac_tasks::{Task, TaskContext, TaskError, TaskSpec};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -23,12 +24,23 @@ const BATCH: usize = 500;
 pub struct CheckExpiredOrders {
     orders: SharedOrders,
     max_age: Duration,
+    catalogue: Option<Cache>,
 }
 
 impl CheckExpiredOrders {
     /// Expires orders in `orders` unpaid for longer than `max_age`.
     pub fn new(orders: SharedOrders, max_age: Duration) -> Self {
-        Self { orders, max_age }
+        Self {
+            orders,
+            max_age,
+            catalogue: None,
+        }
+    }
+
+    /// Also invalidates the cached catalogue when stock comes back.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.catalogue = Some(cache);
+        self
     }
 
     /// The maximum age from `ORDER_PAYMENT_TIMEOUT_MINUTES` (default 30).
@@ -99,6 +111,11 @@ impl Task for CheckExpiredOrders {
             if batch.len() < BATCH {
                 break;
             }
+        }
+        if cancelled > 0
+            && let Some(cache) = &self.catalogue
+        {
+            cache.invalidate(&super::http::catalogue_key()).await;
         }
         tracing::info!(
             cancelled,

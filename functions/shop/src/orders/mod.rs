@@ -4,9 +4,13 @@
 //!
 //! - [`store`]: the `OrderStore` port, its types, and the in-memory adapter;
 //! - [`postgres`]: the PostgreSQL adapter (tables in `shared/db/migrations`);
-//! - [`expiry`]: the `check_expired_orders` task.
+//! - [`expiry`]: the `check_expired_orders` task;
+//! - [`http`]: the endpoints, one router each;
+//! - [`catalogue`]: the sample SKUs `celeriac dev` starts with.
 
+pub mod catalogue;
 pub mod expiry;
+pub mod http;
 pub mod postgres;
 pub mod store;
 

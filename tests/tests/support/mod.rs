@@ -1,0 +1,117 @@
+//! What the system tests share: an HTTP client for `celeriac dev` and the mail readers.
+#![allow(dead_code)] // each test file uses its own part of it
+
+use std::path::Path;
+use std::time::Duration;
+
+use celeriac_testkit::DevServer;
+use serde_json::{Value, json};
+
+pub struct Client {
+    http: reqwest::Client,
+    /// The server's base URL.
+    pub base: String,
+}
+
+impl Client {
+    pub fn new(server: &DevServer) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.url.clone(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("POST")
+    }
+
+    pub async fn get(&self, url: &str, bearer: Option<&str>) -> reqwest::Response {
+        let url = if url.starts_with("http") {
+            url.to_owned()
+        } else {
+            format!("{}{url}", self.base)
+        };
+        let mut request = self.http.get(url);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("GET")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/api/v1/user/login",
+            json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+}
+
+pub async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("JSON body")
+}
+
+pub fn unique_email(name: &str) -> String {
+    format!("{name}-{}@example.test", uuid_like())
+}
+
+fn uuid_like() -> String {
+    celeriac_testkit::unique_prefix("acct").replace([':', '{', '}'], "-")
+}
+
+/// The first `http…/confirm?token=…` link in a text.
+pub fn confirmation_link(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|word| word.contains("/api/v1/user/confirm?token="))
+        .map(str::to_owned)
+}
+
+/// Waits for the email to `to` in the file outbox at `dir`; returns its text part.
+pub async fn outbox_text(dir: &Path, to: &str) -> String {
+    for _ in 0..200 {
+        if let Ok(listing) = std::fs::read_dir(dir) {
+            for entry in listing.flatten() {
+                let Ok(raw) = std::fs::read(entry.path()) else {
+                    continue;
+                };
+                let Ok(mail) = serde_json::from_slice::<Value>(&raw) else {
+                    continue;
+                };
+                if mail["to"].as_str().is_some_and(|t| t.contains(to)) {
+                    return mail["text"].as_str().unwrap_or_default().to_owned();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no email to {to} in {}", dir.display());
+}
+
+/// Registers `email`, confirms it through the outbox link, logs in; the access token.
+pub async fn signed_up(client: &Client, outbox: &Path, email: &str) -> String {
+    let password = "green tea at five";
+    let registered = client
+        .post(
+            "/api/v1/user/registration",
+            json!({"email": email, "password": password}),
+            None,
+        )
+        .await;
+    assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
+    let link = confirmation_link(&outbox_text(outbox, email).await).expect("a link");
+    assert_eq!(
+        client.get(&link, None).await.status(),
+        reqwest::StatusCode::OK
+    );
+    let login = client.login(email, password).await;
+    assert_eq!(login.status(), reqwest::StatusCode::OK);
+    json_of(login).await["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
