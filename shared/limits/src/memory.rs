@@ -65,8 +65,10 @@ impl RateLimiter for MemoryLimiter {
     async fn check(&self, limit: &Limit, key: &LimitKey) -> Result<Decision, LimitError> {
         limit.validate()?;
         let storage_key = limit.storage_key(key);
-        let now = Instant::now();
         let mut state = self.state();
+        // Read the clock under the lock: decisions then happen in time order, as Redis
+        // runs scripts one after another, and the log stays sorted.
+        let now = Instant::now();
         state.checks_since_sweep += 1;
         if state.checks_since_sweep >= SWEEP_EVERY {
             state.checks_since_sweep = 0;
