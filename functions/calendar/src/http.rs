@@ -1,0 +1,661 @@
+//! The calendar endpoints, one router per endpoint so each can be its own Lambda function
+//! (and `celeriac dev` merges them):
+//!
+//! | method and path | router |
+//! |---|---|
+//! | `POST /webhook/google-calendar` | [`google_webhook`] |
+//! | `POST /webhook/setup/{user_id}` | [`webhook_setup`] |
+//! | `DELETE /webhook/unsubscribe/{channel_id}` | [`webhook_unsubscribe`] |
+//! | `GET /webhook/status/{user_id}` | [`webhook_status`] |
+//! | `GET /calendar/{user_id}/events` | [`events`] (cached) |
+//! | `GET /calendar/{user_id}/events/{event_id}` | [`event`] (cached) |
+//! | `GET /calendar/{user_id}/calendars` | [`calendars`] (cached) |
+//!
+//! (`GET /webhook/task-status/{task_id}` is the platform's task status.)
+//!
+//! The webhook answers Google at once: it checks the channel and its token, then only
+//! enqueues. An unknown channel is `404`, a missing or wrong token `403` (Google does not
+//! authenticate, it echoes the token we gave it: a wrong one is a forged or stale
+//! notification); in both cases nothing is enqueued. `sync` notifications (sent when a
+//! channel starts) are acknowledged with `200` and not processed.
+//!
+//! Under `celeriac dev` with the fixture provider, [`fixture_control`] adds
+//! `PUT` / `DELETE /_celeriac/calendar/{user_id}/events/{event_id}`: change the fixture
+//! calendar as a user would in Google Calendar, and get back the notification Google
+//! would post.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use celeriac_cache::CacheHeadersLayer;
+use celeriac_platform::Error;
+use celeriac_platform_functions::{Adapters, Defaults};
+use celeriac_tasks::{SendOptions, TaskClient};
+use chrono::Utc;
+use lambda_http::request::RequestContext;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::CalendarBackend;
+use crate::cache::CalendarCache;
+use crate::channels::{close_channel, open_channel};
+use crate::config::CalendarConfig;
+use crate::provider::fixture::FixtureProvider;
+use crate::store::{CalendarEvent, EventTime};
+use crate::sync::{PROCESS_CALENDAR_WEBHOOK, WebhookArgs};
+
+/// Google's notifications.
+pub const WEBHOOK_PATH: &str = "/webhook/google-calendar";
+/// Channel setup.
+pub const SETUP_PATH: &str = "/webhook/setup/{user_id}";
+/// Channel removal.
+pub const UNSUBSCRIBE_PATH: &str = "/webhook/unsubscribe/{channel_id}";
+/// A user's channels and sync state.
+pub const STATUS_PATH: &str = "/webhook/status/{user_id}";
+/// A user's events.
+pub const EVENTS_PATH: &str = "/calendar/{user_id}/events";
+/// One event.
+pub const EVENT_PATH: &str = "/calendar/{user_id}/events/{event_id}";
+/// A user's calendars.
+pub const CALENDARS_PATH: &str = "/calendar/{user_id}/calendars";
+/// The fixture calendar's control (dev runner only).
+pub const FIXTURE_EVENT_PATH: &str = "/_celeriac/calendar/{user_id}/events/{event_id}";
+
+/// What every calendar endpoint works with.
+#[derive(Debug, Clone)]
+pub struct CalendarApi {
+    /// Store, provider, cache and settings.
+    pub backend: CalendarBackend,
+    /// Enqueues `process_calendar_webhook`; `None` where no queue is configured (the
+    /// read endpoints' functions), and the endpoints that enqueue answer 503.
+    pub tasks: Option<TaskClient>,
+}
+
+impl CalendarApi {
+    /// The endpoints over `backend`, enqueuing with `tasks`.
+    pub fn new(backend: CalendarBackend, tasks: Option<TaskClient>) -> Self {
+        Self { backend, tasks }
+    }
+
+    fn tasks(&self) -> Result<&TaskClient, Error> {
+        self.tasks.as_ref().ok_or_else(|| Error::Unavailable {
+            component: "queue",
+            reason: "no task queue is configured for this function (TASK_QUEUE_URL)".into(),
+        })
+    }
+}
+
+/// Runs one calendar endpoint as a Lambda function: configuration and clients built once,
+/// then `router` over them until the runtime stops.
+pub async fn run_lambda_endpoint(
+    service: &str,
+    router: fn(CalendarApi) -> Router,
+) -> Result<(), lambda_http::Error> {
+    celeriac_platform::telemetry::init();
+    let config = celeriac_platform::Config::from_env(service)?;
+    let adapters = Adapters::open(&config, Defaults::NotConfigured).await?;
+    let backend = CalendarBackend::open(&adapters, CalendarConfig::from_env(false, None)?)
+        .context("calendar backend")?;
+    let tasks = adapters.task_client(&config, service);
+    let api = CalendarApi::new(backend, tasks);
+    celeriac_platform::http::run_lambda(celeriac_platform::http::app(router(api), &config.http))
+        .await
+}
+
+/// `POST /webhook/google-calendar`.
+pub fn google_webhook(api: CalendarApi) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(receive_notification))
+        .with_state(api)
+}
+
+/// `POST /webhook/setup/{user_id}`.
+pub fn webhook_setup(api: CalendarApi) -> Router {
+    Router::new()
+        .route(SETUP_PATH, post(set_up_channel))
+        .with_state(api)
+}
+
+/// `DELETE /webhook/unsubscribe/{channel_id}`.
+pub fn webhook_unsubscribe(api: CalendarApi) -> Router {
+    Router::new()
+        .route(UNSUBSCRIBE_PATH, axum::routing::delete(unsubscribe))
+        .with_state(api)
+}
+
+/// `GET /webhook/status/{user_id}`.
+pub fn webhook_status(api: CalendarApi) -> Router {
+    Router::new()
+        .route(STATUS_PATH, get(channel_status))
+        .with_state(api)
+}
+
+/// `GET /calendar/{user_id}/events`, cached.
+pub fn events(api: CalendarApi) -> Router {
+    Router::new()
+        .route(EVENTS_PATH, get(list_events))
+        .with_state(api)
+        .layer(CacheHeadersLayer)
+}
+
+/// `GET /calendar/{user_id}/events/{event_id}`, cached.
+pub fn event(api: CalendarApi) -> Router {
+    Router::new()
+        .route(EVENT_PATH, get(one_event))
+        .with_state(api)
+        .layer(CacheHeadersLayer)
+}
+
+/// `GET /calendar/{user_id}/calendars`, cached.
+pub fn calendars(api: CalendarApi) -> Router {
+    Router::new()
+        .route(CALENDARS_PATH, get(list_calendars))
+        .with_state(api)
+        .layer(CacheHeadersLayer)
+}
+
+/// Every calendar router, merged (the dev runner's view).
+pub fn all(api: CalendarApi) -> Router {
+    Router::new()
+        .merge(google_webhook(api.clone()))
+        .merge(webhook_setup(api.clone()))
+        .merge(webhook_unsubscribe(api.clone()))
+        .merge(webhook_status(api.clone()))
+        .merge(events(api.clone()))
+        .merge(event(api.clone()))
+        .merge(calendars(api))
+}
+
+/// `PUT` / `DELETE /_celeriac/calendar/{user_id}/events/{event_id}` on the fixture
+/// provider (the dev runner mounts it only when the fixture is the provider).
+pub fn fixture_control(fixture: Arc<FixtureProvider>) -> Router {
+    Router::new()
+        .route(
+            FIXTURE_EVENT_PATH,
+            put(change_fixture_event).delete(delete_fixture_event),
+        )
+        .with_state(fixture)
+}
+
+/// User ids are the seed's (`user123`): 1 to 128 letters, digits, `.`, `_`, `-`, `@`, `+`.
+fn check_user_id(user_id: &str) -> Result<(), Error> {
+    let plain = (1..=128).contains(&user_id.len())
+        && user_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(
+            "user_id: 1 to 128 letters, digits, '.', '_', '-', '@' or '+'".into(),
+        ))
+    }
+}
+
+/// Channel ids (ours are UUIDs; Google allows up to 64 of `[A-Za-z0-9-_+/=]`).
+fn check_channel_id(channel_id: &str) -> Result<(), Error> {
+    let plain = (1..=64).contains(&channel_id.len())
+        && channel_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'='));
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(
+            "channel id: 1 to 64 letters, digits, '-', '_', '+', '/' or '='".into(),
+        ))
+    }
+}
+
+/// Event and calendar ids: 1 to 1024 visible ASCII characters.
+fn check_id(what: &str, id: &str) -> Result<(), Error> {
+    if (1..=1024).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "{what}: 1 to 1024 visible ASCII characters"
+        )))
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map(str::trim)
+                .map_err(|_| Error::BadRequest(format!("{name}: not visible ASCII")))
+        })
+        .transpose()
+}
+
+async fn receive_notification(
+    State(api): State<CalendarApi>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let channel_id = header(&headers, "x-goog-channel-id")?
+        .ok_or_else(|| Error::BadRequest("X-Goog-Channel-ID: required".into()))?;
+    check_channel_id(channel_id)?;
+    let state = header(&headers, "x-goog-resource-state")?
+        .ok_or_else(|| Error::BadRequest("X-Goog-Resource-State: required".into()))?;
+    if !matches!(state, "sync" | "exists" | "not_exists") {
+        return Err(Error::BadRequest(
+            "X-Goog-Resource-State: expected sync, exists or not_exists".into(),
+        ));
+    }
+    let message_number = header(&headers, "x-goog-message-number")?
+        .map(|n| {
+            n.parse::<u64>()
+                .ok()
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(|| Error::BadRequest("X-Goog-Message-Number: a whole number".into()))
+        })
+        .transpose()?;
+    let backend = &api.backend;
+    let Some(channel) = backend.store.channel(channel_id).await? else {
+        tracing::info!(channel_id, "notification for an unknown channel refused");
+        return Err(Error::NotFound(format!("no channel {channel_id}")));
+    };
+    let token = header(&headers, "x-goog-channel-token")?.unwrap_or_default();
+    if !channel.token_digest.matches(token) {
+        tracing::warn!(channel_id, user_id = %channel.user_id, "notification with a wrong channel token refused");
+        return Err(Error::Forbidden(
+            "X-Goog-Channel-Token does not match the channel".into(),
+        ));
+    }
+    if let Some(resource) = header(&headers, "x-goog-resource-id")?
+        && resource != channel.resource_id
+    {
+        tracing::warn!(channel_id, "notification for another resource refused");
+        return Err(Error::Forbidden(
+            "X-Goog-Resource-ID does not match the channel".into(),
+        ));
+    }
+    if state == "sync" {
+        tracing::info!(channel_id, user_id = %channel.user_id, "sync notification acknowledged");
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "acknowledged", "channel_id": channel_id })),
+        )
+            .into_response());
+    }
+    let number = message_number.ok_or_else(|| {
+        Error::BadRequest("X-Goog-Message-Number: required for change notifications".into())
+    })?;
+    if channel
+        .last_message_number
+        .is_some_and(|last| number <= last)
+    {
+        tracing::info!(
+            channel_id,
+            message_number = number,
+            "notification already processed"
+        );
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "already_processed", "channel_id": channel_id })),
+        )
+            .into_response());
+    }
+    let args = WebhookArgs {
+        channel_id: channel_id.to_owned(),
+        message_number: Some(number),
+        resource_state: Some(state.to_owned()),
+    };
+    // One sync per notification, however often Google (or a retry) delivers it.
+    let options = SendOptions {
+        idempotency_key: Some(format!("calendar-webhook:{channel_id}:{number}")),
+        ..SendOptions::default()
+    };
+    let task_id = enqueue(&api, &args, options).await?;
+    tracing::info!(channel_id, user_id = %channel.user_id, message_number = number, task_id = %task_id, "calendar notification accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "accepted", "channel_id": channel_id, "task_id": task_id })),
+    )
+        .into_response())
+}
+
+async fn enqueue(
+    api: &CalendarApi,
+    args: &WebhookArgs,
+    options: SendOptions,
+) -> Result<String, Error> {
+    let args = serde_json::to_value(args).map_err(Error::internal)?;
+    api.tasks()?
+        .send(&PROCESS_CALENDAR_WEBHOOK, args, options)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "process_calendar_webhook not enqueued");
+            Error::Unavailable {
+                component: "queue",
+                reason: e.to_string(),
+            }
+        })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SetupRequest {
+    #[serde(default)]
+    calendar_id: Option<String>,
+}
+
+/// Where notifications are posted: the configured URL, else the public base URL, else the
+/// domain API Gateway received this request on (never the client's Host header).
+fn webhook_address(api: &CalendarApi, context: Option<&RequestContext>) -> Result<String, Error> {
+    let config = &api.backend.config;
+    if let Some(url) = &config.webhook_url {
+        return Ok(url.clone());
+    }
+    if let Some(base) = &config.public_base_url {
+        return Ok(format!("{base}{WEBHOOK_PATH}"));
+    }
+    let domain = match context {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.domain_name.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.domain_name.clone(),
+        _ => None,
+    };
+    domain
+        .map(|domain| format!("https://{domain}{WEBHOOK_PATH}"))
+        .ok_or_else(|| {
+            Error::internal(
+                "no CALENDAR_WEBHOOK_URL, no PUBLIC_BASE_URL and no API Gateway domain: cannot tell Google where to post",
+            )
+        })
+}
+
+async fn set_up_channel(
+    State(api): State<CalendarApi>,
+    Path(user_id): Path<String>,
+    context: Option<Extension<RequestContext>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
+    check_user_id(&user_id)?;
+    // The body is optional: `{"calendar_id": "..."}` watches another calendar than primary.
+    let request: SetupRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SetupRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::BadRequest(format!(
+                "invalid JSON body: {}",
+                celeriac_platform::json::without_values(&e)
+            ))
+        })?
+    };
+    let calendar_id = request.calendar_id.unwrap_or_else(|| "primary".into());
+    check_id("calendar_id", &calendar_id)?;
+    let backend = &api.backend;
+    // One calendar per user: its sync token and events are the user's.
+    let synced = backend.store.sync_state(&user_id).await?;
+    let watching = backend.store.channels_of_user(&user_id).await?;
+    let other = synced
+        .map(|s| s.calendar_id)
+        .into_iter()
+        .chain(watching.into_iter().map(|c| c.calendar_id))
+        .find(|c| *c != calendar_id);
+    if let Some(other) = other {
+        return Err(Error::Conflict(format!(
+            "user {user_id} is synced with calendar {other:?}; one calendar per user"
+        )));
+    }
+    let address = webhook_address(&api, context.as_deref())?;
+    let tasks = api.tasks()?;
+    let channel = open_channel(
+        &backend.store,
+        &backend.provider,
+        &user_id,
+        &calendar_id,
+        &address,
+        backend.config.channel_ttl,
+    )
+    .await?;
+    // The first sync, without waiting for a change: reads have events from the start.
+    let args = WebhookArgs {
+        channel_id: channel.id.clone(),
+        message_number: None,
+        resource_state: None,
+    };
+    let options = SendOptions {
+        idempotency_key: Some(format!("calendar-setup:{}", channel.id)),
+        ..SendOptions::default()
+    };
+    let sync_task_id = match tasks
+        .send(
+            &PROCESS_CALENDAR_WEBHOOK,
+            serde_json::to_value(&args).map_err(Error::internal)?,
+            options,
+        )
+        .await
+    {
+        Ok(id) => Some(id),
+        Err(err) => {
+            // The channel works; the first change notification will sync everything.
+            tracing::warn!(channel_id = %channel.id, error = %err, "initial calendar sync not enqueued");
+            None
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "channel_id": channel.id,
+            "user_id": channel.user_id,
+            "calendar_id": channel.calendar_id,
+            "resource_id": channel.resource_id,
+            "expires_at": channel.expires_at,
+            "initial_sync_task_id": sync_task_id,
+        })),
+    )
+        .into_response())
+}
+
+async fn unsubscribe(
+    State(api): State<CalendarApi>,
+    Path(channel_id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_channel_id(&channel_id)?;
+    let backend = &api.backend;
+    let channel = backend
+        .store
+        .channel(&channel_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no channel {channel_id}")))?;
+    close_channel(&backend.store, &backend.provider, &channel).await?;
+    Ok(Json(json!({
+        "channel_id": channel.id,
+        "user_id": channel.user_id,
+        "stopped": true,
+    })))
+}
+
+async fn channel_status(
+    State(api): State<CalendarApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_user_id(&user_id)?;
+    let backend = &api.backend;
+    let (channels, sync) = tokio::try_join!(
+        backend.store.channels_of_user(&user_id),
+        backend.store.sync_state(&user_id)
+    )?;
+    let now = Utc::now();
+    let channels: Vec<serde_json::Value> = channels
+        .iter()
+        .map(|c| {
+            json!({
+                "channel_id": c.id,
+                "calendar_id": c.calendar_id,
+                "resource_id": c.resource_id,
+                "created_at": c.created_at,
+                "expires_at": c.expires_at,
+                "expired": c.expires_at <= now,
+                "last_message_number": c.last_message_number,
+                "last_notification_at": c.last_notification_at,
+            })
+        })
+        .collect();
+    let sync = sync.map(|s| {
+        json!({
+            "calendar_id": s.calendar_id,
+            "last_synced_at": s.last_synced_at,
+            "last_full_sync_at": s.last_full_sync_at,
+            "has_sync_token": s.sync_token.is_some(),
+        })
+    });
+    Ok(Json(json!({
+        "user_id": user_id,
+        "channels": channels,
+        "sync": sync,
+    })))
+}
+
+async fn list_events(
+    State(api): State<CalendarApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_user_id(&user_id)?;
+    let backend = &api.backend;
+    let events: Vec<CalendarEvent> = backend
+        .cache
+        .cache()
+        .get_or_compute(
+            &CalendarCache::events_key(&user_id),
+            backend.cache.ttl(),
+            || async { backend.store.events(&user_id).await.map_err(Error::from) },
+        )
+        .await?;
+    Ok(Json(json!({ "user_id": user_id, "events": events })))
+}
+
+async fn one_event(
+    State(api): State<CalendarApi>,
+    Path((user_id, event_id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_user_id(&user_id)?;
+    check_id("event_id", &event_id)?;
+    let backend = &api.backend;
+    // A miss is cached too (as null): a sync that creates the event invalidates its key.
+    let event: Option<CalendarEvent> = backend
+        .cache
+        .cache()
+        .get_or_compute(
+            &CalendarCache::event_key(&user_id, &event_id),
+            backend.cache.ttl(),
+            || async {
+                backend
+                    .store
+                    .event(&user_id, &event_id)
+                    .await
+                    .map_err(Error::from)
+            },
+        )
+        .await?;
+    let event =
+        event.ok_or_else(|| Error::NotFound(format!("no event {event_id} for user {user_id}")))?;
+    Ok(Json(json!({ "user_id": user_id, "event": event })))
+}
+
+async fn list_calendars(
+    State(api): State<CalendarApi>,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_user_id(&user_id)?;
+    let backend = &api.backend;
+    let calendars: Vec<crate::provider::CalendarSummary> = backend
+        .cache
+        .cache()
+        .get_or_compute(
+            &CalendarCache::calendars_key(&user_id),
+            backend.cache.ttl(),
+            || async {
+                backend
+                    .provider
+                    .list_calendars(&user_id)
+                    .await
+                    .map_err(Error::from)
+            },
+        )
+        .await?;
+    Ok(Json(json!({ "user_id": user_id, "calendars": calendars })))
+}
+
+/// A change to a fixture event, as a user would make it in Google Calendar.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureChange {
+    #[serde(default)]
+    calendar_id: Option<String>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+    #[serde(default)]
+    start: Option<EventTime>,
+    #[serde(default)]
+    end: Option<EventTime>,
+}
+
+async fn change_fixture_event(
+    State(fixture): State<Arc<FixtureProvider>>,
+    Path((user_id, event_id)): Path<(String, String)>,
+    celeriac_platform::json::JsonBody(change): celeriac_platform::json::JsonBody<FixtureChange>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_user_id(&user_id)?;
+    check_id("event_id", &event_id)?;
+    let calendar_id = change.calendar_id.unwrap_or_else(|| "primary".into());
+    check_id("calendar_id", &calendar_id)?;
+    let mut event = fixture
+        .event(&user_id, &calendar_id, &event_id)
+        .unwrap_or_else(|| CalendarEvent {
+            id: event_id.clone(),
+            status: "confirmed".into(),
+            summary: None,
+            description: None,
+            location: None,
+            start: EventTime::default(),
+            end: EventTime::default(),
+            updated: None,
+            html_link: None,
+        });
+    if change.summary.is_some() {
+        event.summary = change.summary;
+    }
+    if change.description.is_some() {
+        event.description = change.description;
+    }
+    if change.location.is_some() {
+        event.location = change.location;
+    }
+    if let Some(start) = change.start {
+        event.start = start;
+    }
+    if let Some(end) = change.end {
+        event.end = end;
+    }
+    let notifications = fixture.put_event(&user_id, &calendar_id, event);
+    let event = fixture.event(&user_id, &calendar_id, &event_id);
+    Ok(Json(
+        json!({ "event": event, "notifications": notifications }),
+    ))
+}
+
+async fn delete_fixture_event(
+    State(fixture): State<Arc<FixtureProvider>>,
+    Path((user_id, event_id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, Error> {
+    check_user_id(&user_id)?;
+    check_id("event_id", &event_id)?;
+    let notifications = fixture
+        .delete_event(&user_id, "primary", &event_id)
+        .ok_or_else(|| Error::NotFound(format!("no fixture event {event_id}")))?;
+    Ok(Json(
+        json!({ "deleted": event_id, "notifications": notifications }),
+    ))
+}
