@@ -291,6 +291,7 @@ impl CalendarStore for PgCalendarStore {
         }
         tx.commit().await.map_err(failed)?;
         applied.upserted.sort_unstable();
+        applied.deleted.sort_unstable();
         Ok(applied)
     }
 

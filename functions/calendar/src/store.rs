@@ -392,6 +392,9 @@ impl CalendarStore for MemoryCalendarStore {
             );
             channel.last_notification_at = Some(now);
         }
+        applied.upserted.sort_unstable();
+        applied.upserted.dedup();
+        applied.deleted.sort_unstable();
         Ok(applied)
     }
 
