@@ -44,6 +44,17 @@ pub fn routes(
         .merge(dev_api::router(registry, client))
 }
 
+/// The calendar's routes, with the fixture calendar's control routes when the fixture is
+/// the provider.
+fn calendar_routes(calendar: &celeriac_calendar::CalendarBackend, client: TaskClient) -> Router {
+    let api = celeriac_calendar::http::CalendarApi::new(calendar.clone(), Some(client));
+    let routes = celeriac_calendar::http::all(api);
+    match calendar.fixture.clone() {
+        Some(fixture) => routes.merge(celeriac_calendar::http::fixture_control(fixture)),
+        None => routes,
+    }
+}
+
 /// Builds the system from the environment and serves it until Ctrl-C or SIGTERM.
 pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let config = Config::from_env("celeriac-dev")?;
@@ -66,7 +77,13 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let orders = celeriac_shop::orders::http::open_store(&adapters)?;
     celeriac_shop::orders::catalogue::seed_if_empty(&orders).await?;
     let orders_api = OrdersApi::open(&adapters, orders.clone())?;
-    let registry = Arc::new(crate::registry_with(orders, Some(orders_api.cache.clone())).await?);
+    // One calendar backend (store, provider, cache) for the routes and the tasks.
+    let calendar = celeriac_calendar::CalendarBackend::open(
+        &adapters,
+        celeriac_calendar::config::CalendarConfig::from_env(true, Some(&format!("http://{addr}")))?,
+    )?;
+    let registry =
+        Arc::new(crate::registry_with(orders, Some(orders_api.cache.clone()), &calendar).await?);
     let kv_for_beat = kv.clone();
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)
@@ -100,6 +117,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         client.clone(),
         AccountsConfig::from_env(Some(&format!("http://{addr}")))?,
     )?;
+    let calendar_routes = calendar_routes(&calendar, client.clone());
     let app = celeriac_platform::http::app(
         routes(
             &config,
@@ -108,7 +126,8 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             client.clone(),
             accounts,
             orders_api,
-        ),
+        )
+        .merge(calendar_routes),
         &config.http,
     );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

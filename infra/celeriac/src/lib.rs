@@ -152,11 +152,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Every app's tasks, with `send_email` sending through the mailer the environment names
-/// (the file outbox unless `MAIL_PROVIDER` says otherwise) and the shop's order sweep over
-/// `orders`.
+/// (the file outbox unless `MAIL_PROVIDER` says otherwise), the shop's order sweep over
+/// `orders`, and the calendar's tasks over `calendar`.
 pub async fn registry_with(
     orders: celeriac_shop::orders::SharedOrders,
     catalogue: Option<celeriac_cache::Cache>,
+    calendar: &celeriac_calendar::CalendarBackend,
 ) -> anyhow::Result<celeriac_tasks::Registry> {
     let mail = celeriac_mail::SendEmail::from_env()
         .await
@@ -168,11 +169,9 @@ pub async fn registry_with(
     if let Some(cache) = catalogue {
         expiry = expiry.with_cache(cache);
     }
-    Ok(celeriac_shop::registry(
-        celeriac_tasks::Registry::new(),
-        mail,
-        expiry,
-    ))
+    let registry = celeriac_shop::registry(celeriac_tasks::Registry::new(), mail, expiry);
+    // The calendar's tasks over `calendar`, the backend its routes share.
+    Ok(calendar.register(registry))
 }
 
 /// [`registry_with`] the stores the environment names: PostgreSQL when `DATABASE_URL`
@@ -185,7 +184,16 @@ pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
         )),
         None => std::sync::Arc::new(celeriac_shop::orders::MemoryOrders::new()),
     };
-    registry_with(orders, None).await
+    let adapters = celeriac_platform_functions::Adapters::open(
+        &config,
+        celeriac_platform_functions::Defaults::Embedded,
+    )
+    .await?;
+    let calendar = celeriac_calendar::CalendarBackend::open(
+        &adapters,
+        celeriac_calendar::config::CalendarConfig::from_env(true, None)?,
+    )?;
+    registry_with(orders, None, &calendar).await
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.
