@@ -259,19 +259,20 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
     .into_response()
 }
 
-fn authorized(state: &StandinState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &StandinState, headers: &HeaderMap) -> bool {
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match (presented, &state.access_token) {
-        (Some(p), Some(current)) if p == current => Ok(()),
-        _ => Err(google_error(
-            StatusCode::UNAUTHORIZED,
-            "authError",
-            "Request had invalid authentication credentials.",
-        )),
-    }
+    matches!((presented, &state.access_token), (Some(p), Some(current)) if p == current)
+}
+
+fn unauthorized() -> Response {
+    google_error(
+        StatusCode::UNAUTHORIZED,
+        "authError",
+        "Request had invalid authentication credentials.",
+    )
 }
 
 async fn list_events(
@@ -281,8 +282,8 @@ async fn list_events(
     headers: HeaderMap,
 ) -> Response {
     let mut state = state.lock().unwrap();
-    if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     state.list_calls += 1;
     if let Some(status) = state.fail_lists_with {
@@ -363,8 +364,8 @@ async fn watch(
     Json(body): Json<Value>,
 ) -> Response {
     let mut state = state.lock().unwrap();
-    if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     let (Some(id), Some(address), Some("web_hook")) = (
         body["id"].as_str(),
@@ -409,8 +410,8 @@ async fn watch(
 
 async fn stop(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let mut state = state.lock().unwrap();
-    if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     let id = body["id"].as_str().unwrap_or_default();
     let resource = body["resourceId"].as_str().unwrap_or_default();
@@ -429,8 +430,8 @@ async fn stop(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
 
 async fn calendar_list(State(state): Shared, headers: HeaderMap) -> Response {
     let state = state.lock().unwrap();
-    if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     Json(json!({
         "kind": "calendar#calendarList",
