@@ -23,7 +23,8 @@ async fn migrations_apply_twice_and_the_probe_answers() {
     migrate(&pool).await.expect("first run");
     migrate(&pool).await.expect("second run is a no-op");
     let tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'applied_effects'",
+        "SELECT count(*) FROM information_schema.tables \
+         WHERE table_name = 'applied_effects' AND table_schema = current_schema()",
     )
     .fetch_one(&pool)
     .await
