@@ -67,12 +67,15 @@ async fn main() -> anyhow::Result<()> {
     let redis = config.redis.context("set REDIS_URL")?;
     let kv = Arc::new(RedisKv::open(&redis).await?);
     let queue = format!("bench-{}", std::process::id());
-    let streams = Arc::new(RedisStreams::new(
-        kv.clone(),
-        redis.clone(),
-        "bench",
-        Duration::from_secs(30),
-    ));
+    // The worker's receive linger, as `celeriac worker` runs it unless told otherwise.
+    let linger = Duration::from_micros(arg(
+        "--linger-us",
+        celeriac_tasks::transport::redis_streams::DEFAULT_LINGER.as_micros() as usize,
+    ) as u64);
+    let streams = Arc::new(
+        RedisStreams::new(kv.clone(), redis.clone(), "bench", Duration::from_secs(30))
+            .with_linger(linger),
+    );
     let registry = Arc::new(Registry::new().register(Noop));
     let worker = Worker::new(
         streams.clone(),
