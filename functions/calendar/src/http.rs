@@ -34,7 +34,6 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use celeriac_cache::CacheHeadersLayer;
 use celeriac_platform::Error;
-use celeriac_platform_functions::{Adapters, Defaults};
 use celeriac_tasks::{SendOptions, TaskClient};
 use chrono::Utc;
 use lambda_http::request::RequestContext;
@@ -96,15 +95,13 @@ pub async fn run_lambda_endpoint(
     service: &str,
     router: fn(CalendarApi) -> Router,
 ) -> Result<(), lambda_http::Error> {
-    celeriac_platform::telemetry::init();
-    let config = celeriac_platform::Config::from_env(service)?;
-    let adapters = Adapters::open(&config, Defaults::NotConfigured).await?;
-    let backend = CalendarBackend::open(&adapters, CalendarConfig::from_env(false, None)?)
-        .context("calendar backend")?;
-    let tasks = adapters.task_client(&config, service);
-    let api = CalendarApi::new(backend, tasks);
-    celeriac_platform::http::run_lambda(celeriac_platform::http::app(router(api), &config.http))
-        .await
+    celeriac_platform_functions::run_endpoint(service, |config, adapters| {
+        let backend = CalendarBackend::open(adapters, CalendarConfig::from_env(false, None)?)
+            .context("calendar backend")?;
+        let tasks = adapters.task_client(config, service);
+        Ok(router(CalendarApi::new(backend, tasks)))
+    })
+    .await
 }
 
 /// `POST /webhook/google-calendar`.
