@@ -1,9 +1,17 @@
 //! The LLM port and its adapters.
 //!
-//! This crate grows into the port the apps use (chat reply, topics, content, conversation
-//! analysis). Today it holds the Bedrock health probe, so `GET /api/health/` can say
-//! whether the configured model answers.
+//! - [`port`]: the operations the apps need (chat reply, topic, content, conversation
+//!   analysis) as typed values, and [`LlmError`], which says whether a retry can help.
+//! - [`cached`]: answers cached by content hash, over any adapter.
+//! - [`bedrock`]: Amazon Bedrock through the Converse API, and its health probe.
 
 pub mod bedrock;
+pub mod cached;
+pub mod port;
 
 pub use bedrock::BedrockProbe;
+pub use cached::CachedLlm;
+pub use port::{
+    ChatReply, ChatRequest, Content, ContentKind, ContentRequest, ConversationAnalysis, Language,
+    Llm, LlmError, SharedLlm, Topic,
+};

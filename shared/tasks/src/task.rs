@@ -136,6 +136,16 @@ impl TaskError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable(_))
     }
+
+    /// `err` as a task error: retried when `retryable` says another attempt can help
+    /// (each port's error type knows that; the task runtime does not depend on the ports).
+    pub fn classify(err: &impl std::fmt::Display, retryable: bool) -> Self {
+        if retryable {
+            Self::Retryable(err.to_string())
+        } else {
+            Self::Permanent(err.to_string())
+        }
+    }
 }
 
 impl From<celeriac_platform::Error> for TaskError {
