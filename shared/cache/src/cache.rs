@@ -175,6 +175,20 @@ impl Cache {
         }
     }
 
+    /// The fresh value at `key`, if there is one: for values that only a writer elsewhere
+    /// can produce (a task's result), where computing on a miss is not the reader's job.
+    /// A stale entry, an undecodable one and a store failure are all a miss.
+    pub async fn get<T: DeserializeOwned>(&self, key: &CacheKey) -> Option<T> {
+        let entry = self.entry_key(key);
+        match self.lookup::<T>(key, &entry).await {
+            Lookup::Fresh(value) => Some(self.hit(key, value)),
+            Lookup::Stale(_) | Lookup::Absent | Lookup::Unavailable => {
+                self.count_miss(key);
+                None
+            }
+        }
+    }
+
     /// Stores `value` at `key` for `ttl`, replacing what was there (write-through after
     /// the source changed). False when the store failed (logged and counted); the old
     /// entry, if any, may then live until its TTL.

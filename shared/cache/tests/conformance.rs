@@ -292,6 +292,29 @@ async fn stampede_on_an_expired_key(kv: SharedKv, p: String) {
     assert_eq!(after, "today", "the refresh was stored");
 }
 
+async fn get_reads_only_fresh_entries(kv: SharedKv, p: String) {
+    let cache = Cache::new(kv, config(&p));
+    let key = CacheKey::new("user_topic", "42");
+    assert_eq!(cache.get::<String>(&key).await, None, "nothing written yet");
+    assert!(cache.put(&key, &"стресс".to_owned(), HOUR).await);
+    assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("стресс"));
+    let stats = cache.stats().family("user_topic");
+    assert_eq!((stats.hits, stats.misses), (1, 1));
+
+    let short = CacheKey::new("user_topic", "43");
+    assert!(
+        cache
+            .put(&short, &"sleep".to_owned(), Duration::from_millis(50))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        cache.get::<String>(&short).await,
+        None,
+        "past its TTL an entry is not served by get, even while it is kept for refreshes"
+    );
+}
+
 async fn a_failed_compute_is_returned_and_not_stored(kv: SharedKv, p: String) {
     let cache = Cache::new(kv.clone(), config(&p));
     let key = CacheKey::new("generation", "g-1");
@@ -407,7 +430,7 @@ macro_rules! conformance {
             async fn store() -> Option<SharedKv> { $open }
             conformance!(@cases cache_aside, keys_follow_the_configured_layout,
                 write_through_and_invalidate, ttl_expiry, stampede_on_a_cold_key,
-                stampede_on_an_expired_key, a_failed_compute_is_returned_and_not_stored,
+                stampede_on_an_expired_key, a_failed_compute_is_returned_and_not_stored, get_reads_only_fresh_entries,
                 tag_invalidation, an_undecodable_entry_is_a_miss);
         }
     )*};
