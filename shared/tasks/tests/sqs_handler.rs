@@ -90,44 +90,10 @@ async fn setup() -> Option<Setup> {
     })
 }
 
-/// Receives `n` messages and shapes them as the Lambda event source mapping does.
+/// Receives `n` messages as the Lambda event source mapping delivers them.
 async fn batch(s: &Setup, n: usize) -> SqsEvent {
-    let mut records = Vec::new();
-    while records.len() < n {
-        let out = s
-            .client
-            .receive_message()
-            .queue_url(&s.url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(
-                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
-            )
-            .send()
-            .await
-            .expect("receive");
-        for m in out.messages.unwrap_or_default() {
-            let count = m
-                .attributes
-                .as_ref()
-                .and_then(|a| {
-                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-                })
-                .cloned()
-                .unwrap_or_else(|| "1".into());
-            records.push(serde_json::json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "attributes": {"ApproximateReceiveCount": count},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{}", s.queue),
-                "awsRegion": "us-east-1",
-            }));
-        }
-    }
-    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+    let event = celeriac_testkit::sqs_event(&s.client, &s.url, n).await;
+    serde_json::from_value(event).expect("an SQS event")
 }
 
 impl Setup {

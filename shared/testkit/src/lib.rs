@@ -290,3 +290,53 @@ pub async fn moto_sdk() -> Option<aws_config::SdkConfig> {
             .await,
     )
 }
+
+/// Receives `n` messages from the SQS queue at `queue_url` and shapes them as the Lambda
+/// event source mapping delivers them (`Records` with the receipt handle, the body and
+/// `ApproximateReceiveCount`), for a test to hand to a queue-triggered handler.
+pub async fn sqs_event(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    n: usize,
+) -> serde_json::Value {
+    use aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount;
+    let queue = queue_url.rsplit('/').next().unwrap_or(queue_url);
+    let mut records = Vec::new();
+    for _ in 0..60 {
+        if records.len() >= n {
+            break;
+        }
+        let out = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(ApproximateReceiveCount)
+            .send()
+            .await
+            .expect("receive");
+        for m in out.messages.unwrap_or_default() {
+            let count = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&ApproximateReceiveCount))
+                .cloned()
+                .unwrap_or_else(|| "1".into());
+            records.push(serde_json::json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": {"ApproximateReceiveCount": count},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"),
+                "awsRegion": "us-east-1",
+            }));
+        }
+    }
+    assert!(
+        records.len() >= n,
+        "{n} messages did not arrive on {queue_url}"
+    );
+    serde_json::json!({ "Records": records })
+}
