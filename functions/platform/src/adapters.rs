@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
+use celeriac_cache::{Cache, CacheConfig};
 use celeriac_db::{PgPool, PgProbe};
 use celeriac_kv::{KvProbe, MemoryKv, RedisKv, SharedKv};
 use celeriac_limits::{MemoryLimiter, RedisLimiter, SharedLimiter};
-use celeriac_llm::BedrockProbe;
+use celeriac_llm::{BedrockProbe, CachedLlm, LocalEngine, SharedLlm};
 use celeriac_platform::Config;
 use celeriac_platform::config::{LlmConfig, QueueConfig};
 use celeriac_platform::health::{Embedded, HealthCheck, Probe};
@@ -50,6 +51,10 @@ pub struct Adapters {
     pub database: Option<Database>,
     queue_probe: Option<Arc<dyn Probe>>,
     llm_probe: Option<Arc<dyn Probe>>,
+    /// The language model (Bedrock, or the local engine under the dev runner or with
+    /// `LLM_PROVIDER=local`), its answers cached by content hash in the key-value store
+    /// when there is one.
+    pub llm: Option<SharedLlm>,
 }
 
 impl Adapters {
@@ -102,6 +107,7 @@ impl Adapters {
             (LlmConfig::None, _) if embedded => Some(Arc::new(Embedded("local"))),
             _ => None,
         };
+        let llm = open_llm(&config.llm, sdk.as_ref(), kv.as_ref(), embedded);
         Ok(Self {
             kv,
             redis,
@@ -110,6 +116,7 @@ impl Adapters {
             database,
             queue_probe,
             llm_probe,
+            llm,
         })
     }
 
@@ -168,4 +175,36 @@ impl Adapters {
             .component("queue", self.queue_probe.clone())
             .component("llm", self.llm_probe.clone())
     }
+}
+
+/// The configured model, cached by content hash in `kv` when there is one. The cache's
+/// refresh lock outlasts a model call, so concurrent callers with the same input wait for
+/// one call instead of each paying for one.
+fn open_llm(
+    config: &LlmConfig,
+    sdk: Option<&aws_config::SdkConfig>,
+    kv: Option<&SharedKv>,
+    embedded: bool,
+) -> Option<SharedLlm> {
+    let model: SharedLlm = match (config, sdk) {
+        // BEDROCK-MERGE: BedrockLlm lands from the llm-bedrock branch.
+        (LlmConfig::Bedrock { .. }, Some(_)) => return None,
+        (LlmConfig::Local, _) => Arc::new(LocalEngine::new()),
+        (LlmConfig::None, _) if embedded => Arc::new(LocalEngine::new()),
+        _ => return None,
+    };
+    Some(match kv {
+        Some(kv) => Arc::new(CachedLlm::new(
+            model,
+            Cache::new(
+                kv.clone(),
+                CacheConfig {
+                    refresh_lock: std::time::Duration::from_secs(120),
+                    ..CacheConfig::default()
+                },
+            ),
+            celeriac_llm::cached::DEFAULT_TTL,
+        )),
+        None => model,
+    })
 }

@@ -82,8 +82,11 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         &adapters,
         celeriac_calendar::config::CalendarConfig::from_env(true, Some(&format!("http://{addr}")))?,
     )?;
-    let registry =
-        Arc::new(crate::registry_with(orders, Some(orders_api.cache.clone()), &calendar).await?);
+    // One wellness backend (cache, model, catalogue) for the routes and the tasks.
+    let wellness = celeriac_wellness::WellnessBackend::open(&adapters)?;
+    let registry = Arc::new(
+        crate::registry_with(orders, Some(orders_api.cache.clone()), &calendar, &wellness).await?,
+    );
     let kv_for_beat = kv.clone();
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)
@@ -118,6 +121,11 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         AccountsConfig::from_env(Some(&format!("http://{addr}")))?,
     )?;
     let calendar_routes = calendar_routes(&calendar, client.clone());
+    let wellness_routes = celeriac_wellness::http::all(celeriac_wellness::http::WellnessApi::new(
+        wellness,
+        Some(client.clone()),
+        adapters.limiter.clone(),
+    ));
     let app = celeriac_platform::http::app(
         routes(
             &config,
@@ -127,7 +135,8 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             accounts,
             orders_api,
         )
-        .merge(calendar_routes),
+        .merge(calendar_routes)
+        .merge(wellness_routes),
         &config.http,
     );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

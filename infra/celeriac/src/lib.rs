@@ -153,11 +153,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Every app's tasks, with `send_email` sending through the mailer the environment names
 /// (the file outbox unless `MAIL_PROVIDER` says otherwise), the shop's order sweep over
-/// `orders`, and the calendar's tasks over `calendar`.
+/// `orders`, the calendar's tasks over `calendar`, and the wellness tasks and schedules over
+/// `wellness`.
 pub async fn registry_with(
     orders: celeriac_shop::orders::SharedOrders,
     catalogue: Option<celeriac_cache::Cache>,
     calendar: &celeriac_calendar::CalendarBackend,
+    wellness: &celeriac_wellness::WellnessBackend,
 ) -> anyhow::Result<celeriac_tasks::Registry> {
     let mail = celeriac_mail::SendEmail::from_env()
         .await
@@ -170,8 +172,8 @@ pub async fn registry_with(
         expiry = expiry.with_cache(cache);
     }
     let registry = celeriac_shop::registry(celeriac_tasks::Registry::new(), mail, expiry);
-    // The calendar's tasks over `calendar`, the backend its routes share.
-    Ok(calendar.register(registry))
+    // The calendar's and wellness tasks over the backends their routes share.
+    Ok(wellness.register(calendar.register(registry)))
 }
 
 /// [`registry_with`] the stores the environment names: PostgreSQL when `DATABASE_URL`
@@ -193,7 +195,8 @@ pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
         &adapters,
         celeriac_calendar::config::CalendarConfig::from_env(true, None)?,
     )?;
-    registry_with(orders, None, &calendar).await
+    let wellness = celeriac_wellness::WellnessBackend::open(&adapters)?;
+    registry_with(orders, None, &calendar, &wellness).await
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.

@@ -77,6 +77,16 @@ pub fn redis_single() -> Option<RedisConfig> {
     Some(redis(RedisTopology::Single(SecretString::from(url)), None))
 }
 
+/// The single-node stand-in's database `db`: for tests whose keys have fixed names
+/// (sample events name user 42), so they do not meet other tests' keys.
+pub fn redis_single_db(db: u8) -> Option<RedisConfig> {
+    let url = format!(
+        "{}/{db}",
+        standin("CELERIAC_TEST_REDIS_URL")?.trim_end_matches('/')
+    );
+    Some(redis(RedisTopology::Single(SecretString::from(url)), None))
+}
+
 /// The 3-node cluster stand-in.
 pub fn redis_cluster() -> Option<RedisConfig> {
     let nodes = standin("CELERIAC_TEST_REDIS_CLUSTER_NODES")?;

@@ -52,6 +52,27 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Waits until the task's state is final (`GET /task/{id}/status`); returns its status
+    /// document.
+    pub async fn task_finished(&self, task_id: &str) -> Value {
+        for _ in 0..600 {
+            let response = self.get(&format!("/task/{task_id}/status"), None).await;
+            if response.status() == reqwest::StatusCode::OK {
+                let status = json_of(response).await;
+                if matches!(
+                    status["state"].as_str(),
+                    Some("SUCCESS" | "FAILURE" | "REVOKED")
+                ) {
+                    return status;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {task_id} did not finish within 30 s");
+    }
+}
+
 pub async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("JSON body")
 }
