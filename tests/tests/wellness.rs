@@ -128,6 +128,13 @@ async fn russian_message_on_the_local_engine(server: &DevServer) {
     // The next message is answered knowing the topic.
     let second = chat(&client, &user, "Как с этим справиться?").await;
     assert_eq!(second["topic"], "стресс", "{second}");
+    // A follow-up that names no topic keeps the conversation's subject.
+    let follow_up = second["task_ids"]["extract_topic_from_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(client.task_finished(follow_up).await["state"], "SUCCESS");
+    let topic = json_of(client.get(&format!("/user/{user}/topic"), None).await).await;
+    assert_eq!(topic["topic"], "стресс", "{topic}");
 
     // Content by topic, in either language.
     let videos = json_of(client.get("/content/videos?topic=стресс", None).await).await;

@@ -95,6 +95,23 @@ impl WellnessBackend {
         Ok(recommendations)
     }
 
+    /// The topic of `message` from `user_id`. A message the model files under the general
+    /// topic (a follow-up such as "how do I cope with it?") keeps the user's current topic,
+    /// so the conversation's subject is not lost to a message that names none.
+    pub async fn topic_of_message(
+        &self,
+        user_id: &str,
+        message: &str,
+    ) -> Result<(UserTopic, bool), LlmError> {
+        let found = UserTopic::from_model(&self.llm.extract_topic(message).await?, Utc::now());
+        if found.topic_id.as_deref() == Some(celeriac_llm::topics::GENERAL)
+            && let Some(current) = self.user_topic(user_id).await
+        {
+            return Ok((current, false));
+        }
+        Ok((found, true))
+    }
+
     /// The user's stored topic, if one is fresh.
     pub async fn user_topic(&self, user_id: &str) -> Option<UserTopic> {
         self.cache.get(&cache::user_topic(user_id)).await

@@ -26,7 +26,7 @@ use crate::WellnessBackend;
 use crate::cache;
 use crate::content::DailyContent;
 use crate::popularity::{KEEP_DAYS, PopularTopic};
-use crate::topic::{UserTopic, check_user_id, parse_label};
+use crate::topic::{check_user_id, parse_label};
 
 /// Queue of `extract_topic_from_message`.
 pub const TOPICS_QUEUE: &str = "wellness-topics";
@@ -119,17 +119,18 @@ impl Task for ExtractTopicFromMessage {
             .message()?
             .ok_or_else(|| TaskError::Permanent("message: required".into()))?;
         let backend = &self.0;
-        let topic = backend
-            .llm
-            .extract_topic(message)
+        let (topic, new) = backend
+            .topic_of_message(user_id, message)
             .await
             .map_err(llm_failed)?;
-        let topic = UserTopic::from_model(&topic, Utc::now());
+        // Stored again even when kept, so an ongoing conversation keeps it for another hour.
         backend
             .cache
             .put(&cache::user_topic(user_id), &topic, cache::USER_TOPIC_TTL)
             .await;
-        backend.count_topic(&topic.label, today()).await?;
+        if new {
+            backend.count_topic(&topic.label, today()).await?;
+        }
         tracing::info!(user_id, topic = %topic.label, topic_id = ?topic.topic_id, "user topic updated");
         Ok(TopicResult {
             user_id: user_id.to_owned(),
@@ -176,14 +177,13 @@ impl Task for UpdateUserRecommendations {
         let user_id = args.user_id()?;
         let backend = &self.0;
         let topic = match args.message()? {
-            Some(message) => {
-                let topic = backend
-                    .llm
-                    .extract_topic(message)
+            Some(message) => Some(
+                backend
+                    .topic_of_message(user_id, message)
                     .await
-                    .map_err(llm_failed)?;
-                Some(UserTopic::from_model(&topic, Utc::now()))
-            }
+                    .map_err(llm_failed)?
+                    .0,
+            ),
             None => backend.user_topic(user_id).await,
         };
         let recommendations = backend

@@ -108,6 +108,16 @@ async fn the_seeds_russian_stress_message_is_about_stress_in_russian() {
         Some("stress")
     );
 
+    let follow_up = engine
+        .extract_topic("Как с этим справиться?")
+        .await
+        .expect("topic");
+    assert_eq!(
+        topics::lookup(&follow_up.label).map(|t| t.id.as_str()),
+        Some(topics::GENERAL),
+        "a message naming no topic gets the general one: {follow_up:?}"
+    );
+
     let english = engine
         .extract_topic("I can't sleep before my exams")
         .await

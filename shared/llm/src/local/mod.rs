@@ -24,9 +24,6 @@ use crate::topics;
 /// not served after its rules change.
 pub const MODEL: &str = "local-v1";
 
-/// Longest keyword accepted as a topic label when the lexicon knows no topic.
-const MAX_LABEL_CHARS: usize = 40;
-
 /// The local engine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalEngine;
@@ -47,15 +44,14 @@ fn required<'a>(what: &str, text: &'a str) -> Result<&'a str, LlmError> {
     }
 }
 
-/// The label of the topic `text` is about, in `language`.
+/// The label of the topic `text` is about, in `language`: the lexicon's, or its general
+/// topic when no word signals one (a follow-up like "how do I cope?" names no topic; the
+/// caller decides whether that replaces an earlier one).
 fn topic_label(text: &str, language: Language) -> String {
-    if let Some(entry) = topics::best_match(text) {
-        return entry.label(language).to_owned();
-    }
-    analysis::keywords(text, language)
-        .into_iter()
-        .find(|k| k.chars().count() <= MAX_LABEL_CHARS)
-        .unwrap_or_else(|| topics::general().label(language).to_owned())
+    topics::best_match(text)
+        .unwrap_or_else(topics::general)
+        .label(language)
+        .to_owned()
 }
 
 #[async_trait]
