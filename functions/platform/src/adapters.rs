@@ -12,7 +12,7 @@ use celeriac_cache::{Cache, CacheConfig};
 use celeriac_db::{PgPool, PgProbe};
 use celeriac_kv::{KvProbe, MemoryKv, RedisKv, SharedKv};
 use celeriac_limits::{MemoryLimiter, RedisLimiter, SharedLimiter};
-use celeriac_llm::{BedrockProbe, CachedLlm, LocalEngine, SharedLlm};
+use celeriac_llm::{BedrockLlm, BedrockProbe, BedrockSettings, CachedLlm, LocalEngine, SharedLlm};
 use celeriac_platform::Config;
 use celeriac_platform::config::{LlmConfig, QueueConfig};
 use celeriac_platform::health::{Embedded, HealthCheck, Probe};
@@ -187,8 +187,9 @@ fn open_llm(
     embedded: bool,
 ) -> Option<SharedLlm> {
     let model: SharedLlm = match (config, sdk) {
-        // BEDROCK-MERGE: BedrockLlm lands from the llm-bedrock branch.
-        (LlmConfig::Bedrock { .. }, Some(_)) => return None,
+        (LlmConfig::Bedrock { model_id }, Some(sdk)) => {
+            Arc::new(BedrockLlm::new(sdk, BedrockSettings::new(model_id.clone())))
+        }
         (LlmConfig::Local, _) => Arc::new(LocalEngine::new()),
         (LlmConfig::None, _) if embedded => Arc::new(LocalEngine::new()),
         _ => return None,

@@ -13,7 +13,7 @@ pub mod local;
 pub mod port;
 pub mod topics;
 
-pub use bedrock::BedrockProbe;
+pub use bedrock::{BedrockLlm, BedrockProbe, BedrockSettings, Usage};
 pub use cached::CachedLlm;
 pub use local::LocalEngine;
 pub use port::{

@@ -288,17 +288,25 @@ impl Drop for DevServer {
 
 /// An AWS SDK configuration pointed at the moto stand-in, with dummy credentials.
 pub async fn moto_sdk() -> Option<aws_config::SdkConfig> {
-    let moto = standin("CELERIAC_TEST_MOTO_URL")?;
-    Some(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(moto)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-            .await,
-    )
+    Some(sdk_at(standin("CELERIAC_TEST_MOTO_URL")?).await)
+}
+
+/// An AWS SDK configuration pointed at the llm-katan stand-in (Bedrock Converse), with
+/// dummy credentials: its model id is `CELERIAC_TEST_BEDROCK_MODEL`.
+pub async fn bedrock_sdk() -> Option<aws_config::SdkConfig> {
+    Some(sdk_at(standin("CELERIAC_TEST_BEDROCK_URL")?).await)
+}
+
+/// An AWS SDK configuration for every service at `url`, region us-east-1, dummy keys.
+pub async fn sdk_at(url: String) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await
 }
 
 /// Receives `n` messages from the SQS queue at `queue_url` and shapes them as the Lambda

@@ -1,4 +1,4 @@
-//! Amazon Bedrock through the Converse API.
+//! Health probe: the configured model answers a one-token Converse call.
 
 use async_trait::async_trait;
 use aws_sdk_bedrockruntime::types::{

@@ -1,0 +1,433 @@
+//! Amazon Bedrock through the Converse API: the production LLM adapter.
+//!
+//! Structured answers (topic, content, analysis) come through Converse tool use with the
+//! tool forced, so the model fills a JSON schema instead of writing prose; [`schema`]
+//! turns the tool input into the port's types and refuses anything else as
+//! [`LlmError::Malformed`]. Attempts are bounded by a timeout each and retried here (the
+//! SDK's own retries are off for this client), with exponential backoff and full jitter,
+//! so every attempt is counted and logged; token usage is logged per call and summed in
+//! [`Usage`].
+
+mod probe;
+mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_bedrockruntime::config::http::HttpResponse;
+use aws_sdk_bedrockruntime::error::{DisplayErrorContext, SdkError};
+use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseOutput as Output, InferenceConfiguration, Message,
+    SpecificToolChoice, SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema,
+    ToolSpecification,
+};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+pub use probe::BedrockProbe;
+use schema::ToolCall;
+
+use crate::port::{
+    ChatReply, ChatRequest, Content, ContentKind, ContentRequest, ConversationAnalysis, Language,
+    Llm, LlmError, Topic,
+};
+
+/// How the adapter calls the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BedrockSettings {
+    /// Model or inference profile id.
+    pub model_id: String,
+    /// Bound on one attempt (20 s).
+    pub attempt_timeout: Duration,
+    /// Attempts per call, the first included (4).
+    pub max_attempts: u32,
+    /// First backoff bound, doubled per retry (200 ms) up to `backoff_cap` (5 s).
+    pub backoff_base: Duration,
+    /// Largest backoff bound.
+    pub backoff_cap: Duration,
+    /// Output tokens at most per answer (1024).
+    pub max_tokens: i32,
+}
+
+impl BedrockSettings {
+    /// Defaults for `model_id`.
+    pub fn new(model_id: String) -> Self {
+        Self {
+            model_id,
+            attempt_timeout: Duration::from_secs(20),
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(5),
+            max_tokens: 1024,
+        }
+    }
+}
+
+/// Calls and tokens since the adapter was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Calls made (each may take several attempts).
+    pub calls: u64,
+    /// Attempts made.
+    pub attempts: u64,
+    /// Attempts that failed and were retried.
+    pub retried: u64,
+    /// Input tokens of successful answers.
+    pub input_tokens: u64,
+    /// Output tokens of successful answers.
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    attempts: AtomicU64,
+    retried: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+}
+
+/// The Bedrock adapter.
+#[derive(Debug, Clone)]
+pub struct BedrockLlm {
+    client: aws_sdk_bedrockruntime::Client,
+    settings: Arc<BedrockSettings>,
+    counters: Arc<Counters>,
+}
+
+/// One failed attempt: whether another can help, and as what it ends if none can.
+enum Failure {
+    Retry(LlmError),
+    Stop(LlmError),
+}
+
+fn classify(err: &SdkError<ConverseError, HttpResponse>) -> Failure {
+    let text = DisplayErrorContext(err).to_string();
+    match err {
+        SdkError::ServiceError(service) => match service.err() {
+            ConverseError::ThrottlingException(_) => Failure::Retry(LlmError::Throttled(text)),
+            ConverseError::ServiceUnavailableException(_)
+            | ConverseError::ModelNotReadyException(_)
+            | ConverseError::InternalServerException(_)
+            | ConverseError::ModelTimeoutException(_)
+            | ConverseError::ModelErrorException(_) => Failure::Retry(LlmError::Unavailable(text)),
+            ConverseError::ValidationException(_)
+            | ConverseError::AccessDeniedException(_)
+            | ConverseError::ResourceNotFoundException(_) => {
+                Failure::Stop(LlmError::Rejected(text))
+            }
+            _ => match service.raw().status().as_u16() {
+                429 => Failure::Retry(LlmError::Throttled(text)),
+                500..=599 => Failure::Retry(LlmError::Unavailable(text)),
+                _ => Failure::Stop(LlmError::Rejected(text)),
+            },
+        },
+        SdkError::ConstructionFailure(_) => Failure::Stop(LlmError::Rejected(text)),
+        // Timeouts, connection failures and unreadable responses.
+        _ => Failure::Retry(LlmError::Unavailable(text)),
+    }
+}
+
+fn tokens(n: Option<i32>) -> u64 {
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+impl BedrockLlm {
+    /// The adapter over a client built from `sdk` (region, credentials, and
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` when set), without the SDK's own retries.
+    pub fn new(sdk: &aws_config::SdkConfig, settings: BedrockSettings) -> Self {
+        let config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(settings.attempt_timeout)
+                    .build(),
+            )
+            .build();
+        Self {
+            client: aws_sdk_bedrockruntime::Client::from_conf(config),
+            settings: Arc::new(settings),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Calls and tokens so far.
+    pub fn usage(&self) -> Usage {
+        let c = &self.counters;
+        Usage {
+            calls: c.calls.load(Ordering::Relaxed),
+            attempts: c.attempts.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            input_tokens: c.input_tokens.load(Ordering::Relaxed),
+            output_tokens: c.output_tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let s = &self.settings;
+        let bound = s
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(s.backoff_cap);
+        let millis = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::random_range(0..=millis))
+    }
+
+    /// One Converse call with retries: the answer's content blocks.
+    async fn converse(
+        &self,
+        operation: &'static str,
+        system: String,
+        user: String,
+        tool: Option<&ToolCall>,
+    ) -> Result<Vec<ContentBlock>, LlmError> {
+        let message = Message::builder()
+            .role(ConversationRole::User)
+            .content(ContentBlock::Text(user))
+            .build()
+            .map_err(|e| LlmError::Rejected(e.to_string()))?;
+        let tools = tool.map(tool_configuration).transpose()?;
+        let started = Instant::now();
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .client
+                .converse()
+                .model_id(&self.settings.model_id)
+                .system(SystemContentBlock::Text(system.clone()))
+                .messages(message.clone())
+                .inference_config(
+                    InferenceConfiguration::builder()
+                        .max_tokens(self.settings.max_tokens)
+                        .build(),
+                )
+                .set_tool_config(tools.clone())
+                .send()
+                .await;
+            let failure = match sent {
+                Ok(output) => return Ok(self.answered(operation, attempt, started, output)),
+                Err(err) => classify(&err),
+            };
+            match failure {
+                Failure::Retry(err) if attempt < self.settings.max_attempts => {
+                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    let pause = self.backoff(attempt - 1);
+                    tracing::warn!(
+                        operation,
+                        model = %self.settings.model_id,
+                        attempt,
+                        retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                        error = %err,
+                        "model call failed; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                Failure::Retry(err) | Failure::Stop(err) => {
+                    tracing::warn!(operation, model = %self.settings.model_id, attempts = attempt, error = %err, "model call failed");
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn answered(
+        &self,
+        operation: &'static str,
+        attempts: u32,
+        started: Instant,
+        output: ConverseOutput,
+    ) -> Vec<ContentBlock> {
+        let (input_tokens, output_tokens) = output.usage().map_or((0, 0), |u| {
+            (
+                tokens(Some(u.input_tokens())),
+                tokens(Some(u.output_tokens())),
+            )
+        });
+        self.counters
+            .input_tokens
+            .fetch_add(input_tokens, Ordering::Relaxed);
+        self.counters
+            .output_tokens
+            .fetch_add(output_tokens, Ordering::Relaxed);
+        tracing::info!(
+            operation,
+            model = %self.settings.model_id,
+            attempts,
+            input_tokens,
+            output_tokens,
+            latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "model answered"
+        );
+        match output.output {
+            Some(Output::Message(message)) => message.content,
+            _ => Vec::new(),
+        }
+    }
+
+    /// A structured answer: the forced tool's input as `T`.
+    async fn structured<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        system: String,
+        user: String,
+        tool: &ToolCall,
+    ) -> Result<T, LlmError> {
+        let blocks = self.converse(operation, system, user, Some(tool)).await?;
+        let input = blocks
+            .iter()
+            .find_map(|block| match block {
+                ContentBlock::ToolUse(used) if used.name() == tool.name => Some(used.input()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                LlmError::Malformed(format!(
+                    "{operation}: the model answered without calling {}",
+                    tool.name
+                ))
+            })?;
+        serde_json::from_value(schema::to_json(input)).map_err(|e| {
+            LlmError::Malformed(format!(
+                "{operation}: the {} input does not fit its schema ({})",
+                tool.name,
+                celeriac_platform::json::without_values(&e)
+            ))
+        })
+    }
+}
+
+fn tool_configuration(tool: &ToolCall) -> Result<ToolConfiguration, LlmError> {
+    let spec = ToolSpecification::builder()
+        .name(tool.name)
+        .description(tool.description)
+        .input_schema(ToolInputSchema::Json(schema::to_document(&tool.schema)))
+        .build()
+        .map_err(|e| LlmError::Rejected(e.to_string()))?;
+    let choice = SpecificToolChoice::builder()
+        .name(tool.name)
+        .build()
+        .map_err(|e| LlmError::Rejected(e.to_string()))?;
+    ToolConfiguration::builder()
+        .tools(Tool::ToolSpec(spec))
+        .tool_choice(ToolChoice::Tool(choice))
+        .build()
+        .map_err(|e| LlmError::Rejected(e.to_string()))
+}
+
+fn language_name(language: Language) -> &'static str {
+    match language {
+        Language::En => "English",
+        Language::Ru => "Russian",
+    }
+}
+
+#[async_trait]
+impl Llm for BedrockLlm {
+    fn adapter(&self) -> &'static str {
+        "bedrock"
+    }
+
+    fn model(&self) -> &str {
+        &self.settings.model_id
+    }
+
+    async fn chat_reply(&self, request: &ChatRequest) -> Result<ChatReply, LlmError> {
+        let language = Language::detect(&request.message);
+        let mut system = format!(
+            "You are a warm, supportive wellness assistant. Answer in {} in two to four \
+             sentences. Listen, reflect what you heard, and suggest one small, practical step. \
+             You do not diagnose or give medical advice; when someone may be in danger, \
+             encourage them to contact local emergency services.",
+            language_name(language)
+        );
+        if let Some(topic) = &request.topic {
+            system.push_str(&format!(
+                " The user has recently been talking about: {topic}."
+            ));
+        }
+        let blocks = self
+            .converse("chat", system, request.message.clone(), None)
+            .await?;
+        let text: String = blocks
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if text.trim().is_empty() {
+            return Err(LlmError::Malformed(
+                "chat: the model answered with no text".into(),
+            ));
+        }
+        Ok(ChatReply {
+            text: text.trim().to_owned(),
+            language,
+        })
+    }
+
+    async fn extract_topic(&self, message: &str) -> Result<Topic, LlmError> {
+        let language = Language::detect(message);
+        let system = format!(
+            "You find what a message to a wellness assistant is about. Call record_topic with \
+             a short lowercase label of one to three words in {}, naming the main concern \
+             (for example: stress, sleep, anxiety, loneliness, motivation).",
+            language_name(language)
+        );
+        let answer: schema::TopicInput = self
+            .structured("topic", system, message.to_owned(), &schema::topic_tool())
+            .await?;
+        Ok(Topic {
+            label: answer.validate()?,
+            language,
+        })
+    }
+
+    async fn generate_content(&self, request: &ContentRequest) -> Result<Content, LlmError> {
+        let (what, operation) = match request.kind {
+            ContentKind::Quote => (
+                "one short, genuine quote by a known author that helps with the topic; put the \
+                 quote in body and the author in author, and leave title empty",
+                "quote",
+            ),
+            ContentKind::Article => (
+                "a short practical article (title, then two or three short paragraphs) with \
+                 small steps a reader can take today; leave author empty",
+                "article",
+            ),
+        };
+        let system = format!(
+            "You write wellness content in {}. Write {what}. Call record_content.",
+            language_name(request.language)
+        );
+        let user = format!("Topic: {}. Date: {}.", request.topic, request.date);
+        let answer: schema::ContentInput = self
+            .structured(operation, system, user, &schema::content_tool())
+            .await?;
+        answer.validate(request.kind)
+    }
+
+    async fn analyse_conversation(&self, content: &str) -> Result<ConversationAnalysis, LlmError> {
+        let system = format!(
+            "You analyse conversations. Call record_analysis with: a summary of two or three \
+             sentences; the action items, each one sentence saying who does what and keeping \
+             any deadline; and up to eight keywords, most important first. Write in {}.",
+            language_name(Language::detect(content))
+        );
+        let answer: schema::AnalysisInput = self
+            .structured(
+                "analysis",
+                system,
+                content.to_owned(),
+                &schema::analysis_tool(),
+            )
+            .await?;
+        answer.validate()
+    }
+}
