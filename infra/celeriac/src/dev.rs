@@ -82,15 +82,6 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         &adapters,
         celeriac_calendar::config::CalendarConfig::from_env(true, Some(&format!("http://{addr}")))?,
     )?;
-    // One wellness backend (cache, model, catalogue) for the routes and the tasks.
-    let wellness = celeriac_wellness::WellnessBackend::open(&adapters)?;
-    let registry = Arc::new(
-        crate::registry_with(orders, Some(orders_api.cache.clone()), &calendar, &wellness).await?,
-    );
-    let kv_for_beat = kv.clone();
-    let template_path = std::env::var("CELERIAC_TEMPLATE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from("template.yaml"));
     // TASK_TRANSPORT=redis: tasks travel on Redis Streams, so `celeriac worker`s elsewhere
     // can share the work; otherwise the in-process queue.
     let transport: Arc<dyn Transport> = match (&config.queue, &config.redis) {
@@ -107,6 +98,25 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         TaskStore::new(kv.clone()),
         "celeriac dev",
     );
+    // One wellness backend (cache, model, catalogue) and one recall backend
+    // (conversations, model) for the routes and the tasks.
+    let wellness = celeriac_wellness::WellnessBackend::open(&adapters)?;
+    let recall = celeriac_recall::RecallBackend::open(&adapters)?;
+    let registry = Arc::new(
+        crate::registry_with(
+            orders,
+            Some(orders_api.cache.clone()),
+            &calendar,
+            &wellness,
+            &recall,
+            Some(client.clone()),
+        )
+        .await?,
+    );
+    let kv_for_beat = kv.clone();
+    let template_path = std::env::var("CELERIAC_TEMPLATE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from("template.yaml"));
     let worker = Worker::new(
         transport,
         Runner::new(registry.clone(), kv).with_lease(std::time::Duration::from_secs(30)),
@@ -121,6 +131,11 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         AccountsConfig::from_env(Some(&format!("http://{addr}")))?,
     )?;
     let calendar_routes = calendar_routes(&calendar, client.clone());
+    let recall_routes = celeriac_recall::http::all(celeriac_recall::http::RecallApi::open(
+        &adapters,
+        recall,
+        Some(client.clone()),
+    )?);
     let wellness_routes = celeriac_wellness::http::all(celeriac_wellness::http::WellnessApi::new(
         wellness,
         Some(client.clone()),
@@ -136,7 +151,8 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
             orders_api,
         )
         .merge(calendar_routes)
-        .merge(wellness_routes),
+        .merge(wellness_routes)
+        .merge(recall_routes),
         &config.http,
     );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

@@ -153,13 +153,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Every app's tasks, with `send_email` sending through the mailer the environment names
 /// (the file outbox unless `MAIL_PROVIDER` says otherwise), the shop's order sweep over
-/// `orders`, the calendar's tasks over `calendar`, and the wellness tasks and schedules over
-/// `wellness`.
+/// `orders`, the calendar's tasks over `calendar`, the wellness tasks and schedules over
+/// `wellness`, and recall's over `recall` (its retry schedule only with a `client` to
+/// enqueue with).
 pub async fn registry_with(
     orders: celeriac_shop::orders::SharedOrders,
     catalogue: Option<celeriac_cache::Cache>,
     calendar: &celeriac_calendar::CalendarBackend,
     wellness: &celeriac_wellness::WellnessBackend,
+    recall: &celeriac_recall::RecallBackend,
+    client: Option<celeriac_tasks::TaskClient>,
 ) -> anyhow::Result<celeriac_tasks::Registry> {
     let mail = celeriac_mail::SendEmail::from_env()
         .await
@@ -173,7 +176,8 @@ pub async fn registry_with(
     }
     let registry = celeriac_shop::registry(celeriac_tasks::Registry::new(), mail, expiry);
     // The calendar's and wellness tasks over the backends their routes share.
-    Ok(wellness.register(calendar.register(registry)))
+    let registry = wellness.register(calendar.register(registry));
+    Ok(celeriac_recall::tasks::register(recall, client, registry))
 }
 
 /// [`registry_with`] the stores the environment names: PostgreSQL when `DATABASE_URL`
@@ -196,7 +200,8 @@ pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
         celeriac_calendar::config::CalendarConfig::from_env(true, None)?,
     )?;
     let wellness = celeriac_wellness::WellnessBackend::open(&adapters)?;
-    registry_with(orders, None, &calendar, &wellness).await
+    let recall = celeriac_recall::RecallBackend::open(&adapters)?;
+    registry_with(orders, None, &calendar, &wellness, &recall, None).await
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.

@@ -2,15 +2,12 @@
 //! its tool-use path, and the failures it injects (overload, throttling, text where a
 //! tool call was required, slowness).
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use celeriac_llm::{
     BedrockLlm, BedrockSettings, ChatRequest, ContentKind, ContentRequest, Language, Llm, LlmError,
 };
-use celeriac_testkit::{bedrock_sdk, free_port, sdk_at, standin};
+use celeriac_testkit::{LlmKatan, bedrock_sdk, sdk_at, standin};
 
 fn model() -> String {
     standin("CELERIAC_TEST_BEDROCK_MODEL").unwrap_or_default()
@@ -27,53 +24,9 @@ fn settings(max_attempts: u32, attempt_timeout: Duration) -> BedrockSettings {
     }
 }
 
-/// An llm-katan of this test's own, started with failure-injection `flags`.
-struct Katan {
-    child: Child,
-    url: String,
-    _dir: PathBuf,
-}
-
-impl Katan {
-    fn start(flags: &[&str]) -> Option<Self> {
-        let venv = standin("CELERIAC_VENV")?;
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("celeriac-katan-{port}"));
-        std::fs::create_dir_all(&dir).expect("state dir");
-        let child = Command::new(format!("{venv}/bin/llm-katan"))
-            .args(["-m", &model(), "-b", "echo", "--providers", "bedrock"])
-            .args(["--host", "127.0.0.1", "-p", &port.to_string()])
-            .arg("--stats-file")
-            .arg(dir.join("stats.json"))
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("llm-katan starts");
-        let katan = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        for _ in 0..300 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(katan);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("llm-katan did not listen within 15 s");
-    }
-
-    async fn llm(&self, settings: BedrockSettings) -> BedrockLlm {
-        BedrockLlm::new(&sdk_at(self.url.clone()).await, settings)
-    }
-}
-
-impl Drop for Katan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The adapter over `katan`.
+async fn llm_at(katan: &LlmKatan, settings: BedrockSettings) -> BedrockLlm {
+    BedrockLlm::new(&sdk_at(katan.url.clone()).await, settings)
 }
 
 const MEETING: &str = "Anna: We need to submit the report by Friday.\nBen: I'll draft it today.";
@@ -137,10 +90,10 @@ async fn typed_answers_through_tool_use_and_usage_counted() {
 
 #[tokio::test]
 async fn an_overloaded_model_is_retried_until_every_call_succeeds() {
-    let Some(katan) = Katan::start(&["--max-inflight", "1", "--latency-ms", "300"]) else {
+    let Some(katan) = LlmKatan::start(&["--max-inflight", "1", "--latency-ms", "300"]) else {
         return;
     };
-    let llm = katan.llm(settings(12, Duration::from_secs(5))).await;
+    let llm = llm_at(&katan, settings(12, Duration::from_secs(5))).await;
     let calls = (0..4).map(|_| llm.analyse_conversation(MEETING));
     for result in futures::future::join_all(calls).await {
         assert_eq!(
@@ -159,10 +112,10 @@ async fn an_overloaded_model_is_retried_until_every_call_succeeds() {
 
 #[tokio::test]
 async fn throttling_that_does_not_end_is_reported_after_the_last_attempt() {
-    let Some(katan) = Katan::start(&["--rate-limit-after", "1"]) else {
+    let Some(katan) = LlmKatan::start(&["--rate-limit-after", "1"]) else {
         return;
     };
-    let llm = katan.llm(settings(4, Duration::from_secs(5))).await;
+    let llm = llm_at(&katan, settings(4, Duration::from_secs(5))).await;
     llm.extract_topic("sleep")
         .await
         .expect("the first request is served");
@@ -178,10 +131,10 @@ async fn throttling_that_does_not_end_is_reported_after_the_last_attempt() {
 
 #[tokio::test]
 async fn a_text_answer_where_a_tool_call_was_required_is_malformed() {
-    let Some(katan) = Katan::start(&["--no-auto-tool-providers", "bedrock"]) else {
+    let Some(katan) = LlmKatan::start(&["--no-auto-tool-providers", "bedrock"]) else {
         return;
     };
-    let llm = katan.llm(settings(4, Duration::from_secs(5))).await;
+    let llm = llm_at(&katan, settings(4, Duration::from_secs(5))).await;
     let err = llm
         .analyse_conversation(MEETING)
         .await
@@ -201,10 +154,10 @@ async fn a_text_answer_where_a_tool_call_was_required_is_malformed() {
 
 #[tokio::test]
 async fn a_model_slower_than_the_attempt_timeout_is_unavailable() {
-    let Some(katan) = Katan::start(&["--latency-ms", "3000"]) else {
+    let Some(katan) = LlmKatan::start(&["--latency-ms", "3000"]) else {
         return;
     };
-    let llm = katan.llm(settings(2, Duration::from_millis(300))).await;
+    let llm = llm_at(&katan, settings(2, Duration::from_millis(300))).await;
     let err = llm.extract_topic("sleep").await.expect_err("too slow");
     assert!(matches!(err, LlmError::Unavailable(_)), "{err:?}");
     assert_eq!(llm.usage().attempts, 2);

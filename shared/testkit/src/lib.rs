@@ -358,3 +358,51 @@ pub async fn sqs_event(
     );
     serde_json::json!({ "Records": records })
 }
+
+/// An llm-katan (Bedrock Converse stand-in) of a test's own, started with failure
+/// injection `flags` (see `infra/standins` for them) on a free port; killed on drop.
+#[derive(Debug)]
+pub struct LlmKatan {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`, for `sdk_at`.
+    pub url: String,
+}
+
+impl LlmKatan {
+    /// Starts one serving `CELERIAC_TEST_BEDROCK_MODEL`, or `None` without the stand-ins.
+    pub fn start(flags: &[&str]) -> Option<Self> {
+        let venv = standin("CELERIAC_VENV")?;
+        let model = standin("CELERIAC_TEST_BEDROCK_MODEL")?;
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("celeriac-katan-{port}"));
+        std::fs::create_dir_all(&dir).expect("state dir");
+        let child = std::process::Command::new(format!("{venv}/bin/llm-katan"))
+            .args(["-m", &model, "-b", "echo", "--providers", "bedrock"])
+            .args(["--host", "127.0.0.1", "-p", &port.to_string()])
+            .arg("--stats-file")
+            .arg(dir.join("stats.json"))
+            .args(flags)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("llm-katan starts");
+        let katan = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(katan);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("llm-katan did not listen within 15 s");
+    }
+}
+
+impl Drop for LlmKatan {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
