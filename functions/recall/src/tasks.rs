@@ -38,22 +38,19 @@ fn store_failed(err: ConversationError) -> TaskError {
     TaskError::classify(&err, err.is_retryable())
 }
 
-/// Adds the recall tasks to `registry`; the retry schedule needs `client` to enqueue.
+/// Adds the recall tasks to `registry`; the retry schedule enqueues with `client`.
 pub fn register(
     backend: &RecallBackend,
     client: Option<TaskClient>,
     registry: Registry,
 ) -> Registry {
-    let registry = registry
+    registry
         .register(ProcessConversationAi(backend.clone()))
-        .register(BatchProcessConversations(backend.clone()));
-    match client {
-        Some(client) => registry.register(RetryDeferredConversations {
+        .register(BatchProcessConversations(backend.clone()))
+        .register(RetryDeferredConversations {
             backend: backend.clone(),
             client,
-        }),
-        None => registry,
-    }
+        })
 }
 
 /// Arguments of `process_conversation_ai`.
@@ -250,8 +247,8 @@ pub struct NoArgs {}
 pub struct RetryDeferredConversations {
     /// Store and model.
     pub backend: RecallBackend,
-    /// Where analyses are enqueued.
-    pub client: TaskClient,
+    /// Where analyses are enqueued; without one the schedule fails, naming what to set.
+    pub client: Option<TaskClient>,
 }
 
 impl RecallBackend {
@@ -283,6 +280,12 @@ impl Task for RetryDeferredConversations {
 
     async fn run(&self, _args: NoArgs, _ctx: &TaskContext) -> Result<RetryReport, TaskError> {
         let backend = &self.backend;
+        let client = self.client.as_ref().ok_or_else(|| {
+            TaskError::Permanent(
+                "retry_deferred_conversations has no queue to enqueue on: set TASK_QUEUE_URL or TASK_TRANSPORT=redis"
+                    .into(),
+            )
+        })?;
         let pending = backend
             .store
             .enqueue_pending(RETRY_LIMIT)
@@ -290,7 +293,7 @@ impl Task for RetryDeferredConversations {
             .map_err(store_failed)?;
         let mut report = RetryReport::default();
         for conversation in &pending {
-            match backend.enqueue(&self.client, conversation).await {
+            match backend.enqueue(client, conversation).await {
                 // Cleared only after the send: a crash between the two enqueues twice,
                 // which the task's content-hash check makes harmless.
                 Ok(_) => {

@@ -365,7 +365,7 @@ async fn a_queue_outage_defers_creation_and_the_schedule_enqueues_it_later() {
     );
     let retry = RetryDeferredConversations {
         backend: backend.clone(),
-        client: working,
+        client: Some(working),
     };
     let ctx = TaskContext {
         task_id: "tick".into(),

@@ -181,8 +181,10 @@ pub async fn registry_with(
 }
 
 /// [`registry_with`] the stores the environment names: PostgreSQL when `DATABASE_URL`
-/// (or `DATABASE_SECRET_ARN`) is set, else in memory.
-pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
+/// (or `DATABASE_SECRET_ARN`) is set, else in memory; tasks that enqueue use `client`.
+pub async fn registry(
+    client: Option<celeriac_tasks::TaskClient>,
+) -> anyhow::Result<celeriac_tasks::Registry> {
     let config = celeriac_platform::Config::from_env("celeriac")?;
     let orders: celeriac_shop::orders::SharedOrders = match &config.database {
         Some(database) => std::sync::Arc::new(celeriac_shop::orders::postgres::PgOrders::new(
@@ -201,7 +203,7 @@ pub async fn registry() -> anyhow::Result<celeriac_tasks::Registry> {
     )?;
     let wellness = celeriac_wellness::WellnessBackend::open(&adapters)?;
     let recall = celeriac_recall::RecallBackend::open(&adapters)?;
-    registry_with(orders, None, &calendar, &wellness, &recall, None).await
+    registry_with(orders, None, &calendar, &wellness, &recall, client).await
 }
 
 /// Redis Streams over the configured Redis, and the store beside it.
@@ -229,7 +231,12 @@ async fn worker(
     visibility: Duration,
 ) -> anyhow::Result<()> {
     let (streams, kv) = redis_streams(visibility).await?;
-    let registry = std::sync::Arc::new(registry().await?);
+    let client = celeriac_tasks::TaskClient::new(
+        streams.clone(),
+        celeriac_tasks::TaskStore::new(kv.clone()),
+        "celeriac worker",
+    );
+    let registry = std::sync::Arc::new(registry(Some(client)).await?);
     let queues = if queues.is_empty() {
         registry.queues()
     } else {
@@ -245,7 +252,7 @@ async fn worker(
 /// Enqueues straight to the configured broker: SQS when `TASK_TRANSPORT=sqs` (states in
 /// Redis when `REDIS_URL` is set), Redis Streams otherwise.
 async fn call_direct(request: dev_api::CallRequest) -> anyhow::Result<String> {
-    let registry = registry().await?;
+    let registry = registry(None).await?;
     let task = registry.get(&request.task).ok_or_else(|| {
         anyhow::anyhow!(
             "no task named {:?}; known tasks: {}",

@@ -142,7 +142,7 @@ Resources:
 "#;
 
     async fn registry() -> Registry {
-        crate::registry().await.expect("registry")
+        crate::registry(None).await.expect("registry")
     }
 
     #[tokio::test]

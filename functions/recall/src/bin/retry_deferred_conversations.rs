@@ -9,7 +9,7 @@ use celeriac_tasks::lambda::run_scheduled_function;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (backend, client) = RecallBackend::from_env("retry_deferred_conversations").await?;
-    let client = client.ok_or("retry_deferred_conversations enqueues: set TASK_QUEUE_URL")?;
+    let client = Some(client.ok_or("retry_deferred_conversations enqueues: set TASK_QUEUE_URL")?);
     let registry = Registry::new().register(RetryDeferredConversations { backend, client });
     run_scheduled_function("retry_deferred_conversations", registry).await
 }
