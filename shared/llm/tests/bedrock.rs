@@ -93,7 +93,17 @@ async fn an_overloaded_model_is_retried_until_every_call_succeeds() {
     let Some(katan) = LlmKatan::start(&["--max-inflight", "1", "--latency-ms", "300"]) else {
         return;
     };
-    let llm = llm_at(&katan, settings(12, Duration::from_secs(5))).await;
+    // Four calls share one slot of 300 ms: the backoff must be able to outwait the other
+    // three, so it is longer here than in the other cases.
+    let llm = llm_at(
+        &katan,
+        BedrockSettings {
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(2),
+            ..settings(10, Duration::from_secs(5))
+        },
+    )
+    .await;
     let calls = (0..4).map(|_| llm.analyse_conversation(MEETING));
     for result in futures::future::join_all(calls).await {
         assert_eq!(
