@@ -8,24 +8,9 @@ use celeriac_recall::postgres::PgConversations;
 use celeriac_recall::store::{
     AiResult, MemoryConversations, NewConversation, Priority, SharedConversations, content_hash,
 };
-use secrecy::ExposeSecret;
 
 async fn postgres() -> Option<SharedConversations> {
-    let mut config = celeriac_testkit::database()?;
-    let admin = celeriac_db::connect(&config).await.expect("connect");
-    let schema = format!("recall_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let celeriac_platform::config::DatabaseSource::Url(url) = &config.source else {
-        unreachable!("the stand-in is a URL");
-    };
-    let url = url.expose_secret();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    config.source = celeriac_platform::config::DatabaseSource::Url(
-        format!("{url}{separator}options=-c%20search_path%3D{schema}").into(),
-    );
+    let config = celeriac_testkit::database_in_fresh_schema("recall").await?;
     let pool = celeriac_db::connect(&config).await.expect("connect");
     celeriac_db::migrate(&pool).await.expect("migrate");
     Some(Arc::new(PgConversations::new(pool)))

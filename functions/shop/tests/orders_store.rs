@@ -9,25 +9,10 @@ use celeriac_shop::orders::{
     MemoryOrders, NewOrderItem, OrderError, OrderStatus, SharedOrders, Sku,
 };
 use chrono::{Duration, Utc};
-use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 async fn postgres() -> Option<SharedOrders> {
-    let mut config = celeriac_testkit::database()?;
-    let admin = celeriac_db::connect(&config).await.expect("connect");
-    let schema = format!("orders_test_{}", Uuid::new_v4().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let celeriac_platform::config::DatabaseSource::Url(url) = &config.source else {
-        unreachable!("the stand-in is a URL");
-    };
-    let url = url.expose_secret();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    config.source = celeriac_platform::config::DatabaseSource::Url(
-        format!("{url}{separator}options=-c%20search_path%3D{schema}").into(),
-    );
+    let config = celeriac_testkit::database_in_fresh_schema("orders").await?;
     let pool = celeriac_db::connect(&config).await.expect("connect");
     celeriac_db::migrate(&pool).await.expect("migrate");
     Some(Arc::new(PgOrders::new(pool)))

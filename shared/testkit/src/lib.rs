@@ -117,6 +117,37 @@ pub fn database() -> Option<celeriac_platform::config::DatabaseConfig> {
     })
 }
 
+/// The PostgreSQL stand-in seen through a schema of its own, created now: the config's
+/// URL sets `search_path`, so the migrations run by the caller create this test's tables
+/// there, and global queries (sweeps, deferred lists) meet no other test's rows.
+pub async fn database_in_fresh_schema(
+    prefix: &str,
+) -> Option<celeriac_platform::config::DatabaseConfig> {
+    use secrecy::ExposeSecret;
+    let mut config = database()?;
+    let celeriac_platform::config::DatabaseSource::Url(url) = &config.source else {
+        unreachable!("the stand-in is a URL");
+    };
+    let url = url.expose_secret().to_owned();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let schema = format!("{prefix}_test_{}_{nanos}", std::process::id());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect to the PostgreSQL stand-in");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .expect("create schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    config.source = celeriac_platform::config::DatabaseSource::Url(SecretString::from(format!(
+        "{url}{separator}options=-c%20search_path%3D{schema}"
+    )));
+    Some(config)
+}
+
 /// A loopback address where nothing listens, for "the service is down" tests.
 pub fn dead_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");

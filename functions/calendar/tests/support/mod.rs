@@ -23,7 +23,7 @@ use celeriac_calendar::provider::SharedProvider;
 use celeriac_calendar::provider::google::{GoogleCalendar, GoogleConfig};
 use celeriac_calendar::store::{CalendarEvent, EventTime};
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 pub const CLIENT_ID: &str = "1234567890-standin.apps.googleusercontent.com";
@@ -469,21 +469,7 @@ async fn calendar_list(State(state): Shared, headers: HeaderMap) -> Response {
 /// A PostgreSQL pool whose connections use a schema of their own (migrated), so a test's
 /// rows and global queries (channels expiring) meet no other test's.
 pub async fn postgres_pool() -> Option<celeriac_db::PgPool> {
-    let mut config = celeriac_testkit::database()?;
-    let admin = celeriac_db::connect(&config).await.unwrap();
-    let schema = format!("calendar_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let celeriac_platform::config::DatabaseSource::Url(url) = &config.source else {
-        unreachable!("the stand-in is a URL");
-    };
-    let url = url.expose_secret();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    config.source = celeriac_platform::config::DatabaseSource::Url(
-        format!("{url}{separator}options=-c%20search_path%3D{schema}").into(),
-    );
+    let config = celeriac_testkit::database_in_fresh_schema("calendar").await?;
     let pool = celeriac_db::connect(&config).await.unwrap();
     celeriac_db::migrate(&pool).await.unwrap();
     Some(pool)
