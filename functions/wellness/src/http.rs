@@ -21,7 +21,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::Json;
 use axum::routing::{get, post};
 use celeriac_cache::CacheHeadersLayer;
-use celeriac_limits::{FailurePolicy, Limit, LimitKey, SharedLimiter, enforce};
+use celeriac_limits::{
+    FailurePolicy, KeyBy, Limit, LimitKey, RateLimitLayer, SharedLimiter, enforce,
+};
 use celeriac_llm::{ChatRequest, Language};
 use celeriac_platform::Error;
 use celeriac_platform::json::JsonBody;
@@ -90,12 +92,23 @@ impl WellnessApi {
     }
 }
 
+/// Chat messages per client address: the user id is the client's word (the seed has no
+/// login on chat), so the per-user limit alone could be dodged by varying it.
+pub const CHAT_PER_IP: Limit = Limit::gcra(
+    "chat per address",
+    60,
+    Duration::from_secs(60),
+    FailurePolicy::Open,
+);
+
 /// `POST /chat`.
 pub fn chat(api: WellnessApi) -> Router {
-    Router::new()
-        .route(CHAT_PATH, post(post_chat))
-        .with_state(api)
-        .layer(CacheHeadersLayer)
+    let routes = Router::new().route(CHAT_PATH, post(post_chat));
+    let routes = match api.limiter.clone() {
+        Some(limiter) => routes.route_layer(RateLimitLayer::new(limiter, CHAT_PER_IP, KeyBy::Ip)),
+        None => routes,
+    };
+    routes.with_state(api).layer(CacheHeadersLayer)
 }
 
 /// `GET /user/{user_id}/topic`.
