@@ -393,3 +393,50 @@ async fn a_queue_outage_defers_creation_and_the_schedule_enqueues_it_later() {
             .is_some_and(|b| b.contains("process_conversation_ai"))
     );
 }
+
+#[tokio::test]
+async fn the_sample_events_reach_the_handlers() {
+    let sample = |function: &str, case: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../../events/{function}/{case}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("events/ sample")
+    };
+    let kv: SharedKv = Arc::new(MemoryKv::new());
+    let api = RecallApi {
+        backend: backend(Arc::new(LocalEngine::new())),
+        sessions: Sessions::new(kv, SessionConfig::default()),
+        client: None,
+    };
+    // The samples carry a placeholder Bearer token, which no session has.
+    for (function, case) in [
+        ("conversation_create", "deadline"),
+        ("conversation_show", "one"),
+    ] {
+        let request = lambda_http::request::from_str(&sample(function, case))
+            .expect("API Gateway event")
+            .map(|b| Body::from(b.to_vec()));
+        let app = celeriac_platform::http::app(http::all(api.clone()), &Default::default());
+        let response = app.oneshot(request).await.expect("response");
+        assert_eq!(
+            response.status(),
+            401,
+            "{function}/{case} reached its route"
+        );
+    }
+    // The queue samples are envelopes the runner accepts.
+    for (function, case, task) in [
+        ("process_conversation_ai", "high", "process_conversation_ai"),
+        (
+            "batch_process_conversations",
+            "three",
+            "batch_process_conversations",
+        ),
+    ] {
+        let event: SqsEvent = serde_json::from_str(&sample(function, case)).expect("SQS event");
+        let body = event.records[0].body.as_deref().expect("body");
+        let envelope: celeriac_tasks::Envelope = serde_json::from_str(body).expect("envelope");
+        assert_eq!(envelope.task, task);
+    }
+}
