@@ -171,7 +171,9 @@ pub struct BatchItem {
 /// (a few at a time) rather than fanned out, so one task reports every outcome. A
 /// conversation that fails for good is reported and the others go on; one that failed
 /// for a passing reason fails the batch for a retry, in which the conversations already
-/// stored are skipped without a model call.
+/// stored are skipped without a model call. On the last attempt a passing failure is
+/// reported like any other: failing the batch then would send it to the dead letters
+/// and lose the outcomes of the conversations that did succeed.
 #[derive(Debug, Clone)]
 pub struct BatchProcessConversations(pub RecallBackend);
 
@@ -186,7 +188,7 @@ impl Task for BatchProcessConversations {
             .time_limit(Duration::from_secs(600))
     }
 
-    async fn run(&self, args: BatchArgs, _ctx: &TaskContext) -> Result<Vec<BatchItem>, TaskError> {
+    async fn run(&self, args: BatchArgs, ctx: &TaskContext) -> Result<Vec<BatchItem>, TaskError> {
         if args.conversation_ids.is_empty() || args.conversation_ids.len() > MAX_BATCH {
             return Err(TaskError::Permanent(format!(
                 "conversation_ids: 1 to {MAX_BATCH} ids"
@@ -198,9 +200,11 @@ impl Task for BatchProcessConversations {
                 .buffered(BATCH_CONCURRENCY)
                 .collect()
                 .await;
-        if let Some((id, Err(err))) = outcomes
-            .iter()
-            .find(|(_, outcome)| matches!(outcome, Err(e) if e.is_retryable()))
+        let last_attempt = ctx.retries >= self.spec().max_retries;
+        if !last_attempt
+            && let Some((id, Err(err))) = outcomes
+                .iter()
+                .find(|(_, outcome)| matches!(outcome, Err(e) if e.is_retryable()))
         {
             return Err(TaskError::Retryable(format!("conversation {id}: {err}")));
         }

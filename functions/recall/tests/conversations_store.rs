@@ -113,6 +113,46 @@ async fn an_analysis_is_stored_once_per_content(store: SharedConversations) {
     );
 }
 
+async fn racing_deliveries_store_one_analysis(store: SharedConversations) {
+    let content = "Ben: I'll send the marketing numbers by Wednesday.";
+    let conversation = store
+        .create(new("mei", content, Priority::Default))
+        .await
+        .expect("create");
+    // Eight deliveries of the same task, each with its own model answer, all at once.
+    let attempts = (0..8).map(|n| {
+        let store = store.clone();
+        let result = AiResult {
+            summary: format!("answer {n}"),
+            ..analysis_of(content)
+        };
+        async move {
+            let stored = store
+                .store_analysis(conversation.id, &result)
+                .await
+                .expect("store");
+            (stored, result.summary)
+        }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let winners: Vec<&String> = outcomes
+        .iter()
+        .filter(|(stored, _)| *stored)
+        .map(|(_, summary)| summary)
+        .collect();
+    assert_eq!(winners.len(), 1, "one write wins: {outcomes:?}");
+    let row = store
+        .get(conversation.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        row.ai_summary.as_ref(),
+        Some(winners[0]),
+        "the winner's answer is kept"
+    );
+}
+
 async fn deferred_conversations_are_listed_until_cleared(store: SharedConversations) {
     let a = store
         .create(new("mei", "one", Priority::High))
@@ -152,6 +192,7 @@ macro_rules! conformance {
             conformance!(@cases
                 stored_conversations_read_back_in_order,
                 an_analysis_is_stored_once_per_content,
+                racing_deliveries_store_one_analysis,
                 deferred_conversations_are_listed_until_cleared);
         }
     )*};

@@ -291,9 +291,15 @@ async fn a_queue_outage_defers_creation_and_the_schedule_enqueues_it_later() {
     )
     .await;
     assert_eq!(status, 401, "a session is required");
+    let too_long = "a".repeat(http::MAX_CONTENT_CHARS + 1);
     for (bad, field) in [
         (json!({"content": "  "}), "content"),
+        (json!({"title": "Q3"}), "content"),
+        (json!({"content": too_long}), "content"),
+        (json!({"content": 42}), "invalid type"),
         (json!({"content": "x", "priority": "urgent"}), "priority"),
+        (json!({"content": "x", "priority": 9}), "invalid type"),
+        (json!({"content": "x", "title": "t".repeat(201)}), "title"),
         (json!({"content": "x", "colour": "red"}), "colour"),
     ] {
         let (status, error) = call(
