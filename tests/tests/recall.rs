@@ -1,7 +1,8 @@
 //! Conversation recall as a new user tries it through `celeriac dev`: sign up, store a
 //! conversation about a deadline, and read back its summary, action items and keywords
 //! once the worker has processed it; on embedded defaults (the local engine), on Redis
-//! and PostgreSQL, and on llm-katan's Bedrock.
+//! and PostgreSQL, and on llm-katan's Bedrock; and a conversation created while the queue
+//! refuses messages, stored and processed after the retry schedule runs.
 
 mod support;
 
@@ -103,7 +104,111 @@ async fn a_conversation_about_a_deadline_on_embedded_defaults() {
         "{conversation}"
     );
     assert_eq!(conversation["ai_model"], "local-v1");
+    let health = json_of(Client::new(&server).get("/api/health/", None).await).await;
+    for component in ["database", "redis", "llm", "queue"] {
+        assert_eq!(health["components"][component]["status"], "ok", "{health}");
+    }
     let _ = std::fs::remove_dir_all(&outbox);
+}
+
+/// Runs one Redis command on `conn`.
+async fn redis_command(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let _: redis::Value = cmd.query_async(conn).await.expect("redis command");
+}
+
+#[tokio::test]
+async fn a_conversation_created_while_the_queue_refuses_is_processed_after_the_retry_schedule() {
+    // Tasks travel on Redis Streams of a redis-server of this test's own, so the test can
+    // make the broker refuse messages: an ACL that denies XADD, the command that enqueues,
+    // while sessions (plain keys on the same server) keep working.
+    let Some(bin) = standin("CELERIAC_TEST_REDIS_SERVER") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("celeriac-recall-redis-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("redis dir");
+    let redis_server = celeriac_testkit::OwnRedis::start(&bin, free_port(), &dir);
+    let url = format!("redis://127.0.0.1:{}", redis_server.port);
+    let outbox = outbox();
+    let server = DevServer::start(&[
+        ("REDIS_URL", url.clone()),
+        ("TASK_TRANSPORT", "redis".into()),
+        ("MAIL_OUTBOX_DIR", outbox.display().to_string()),
+    ]);
+    let client = Client::new(&server);
+    let mei = client.signed_up(&outbox, &unique_email("mei")).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+
+    redis_command(&mut conn, &["ACL", "SETUSER", "default", "-xadd"]).await;
+    let created = client
+        .post(
+            "/api/conversations/",
+            json!({"content": MEETING, "priority": "low"}),
+            Some(&mei),
+        )
+        .await;
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "creation survives the queue"
+    );
+    let created = json_of(created).await;
+    assert_eq!(created["processing"], "deferred", "{created}");
+    assert_eq!(created["ai_enqueue_pending"], true);
+    assert!(created["task_id"].is_null(), "{created}");
+    let id = created["id"].as_i64().expect("id");
+    let stored = json_of(
+        client
+            .get(&format!("/api/conversations/{id}/"), Some(&mei))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (&stored["ai_processed"], &stored["ai_enqueue_pending"]),
+        (&json!(false), &json!(true)),
+        "{stored}"
+    );
+
+    // The queue takes messages again; the retry schedule's run (as beat fires it every
+    // 5 minutes) enqueues the deferred analysis, and the worker processes it.
+    redis_command(&mut conn, &["ACL", "SETUSER", "default", "+xadd"]).await;
+    let called = client
+        .post(
+            "/_celeriac/tasks",
+            json!({"task": "retry_deferred_conversations"}),
+            None,
+        )
+        .await;
+    assert!(called.status().is_success(), "{}", called.status());
+    let task = json_of(called).await["task_id"]
+        .as_str()
+        .expect("task id")
+        .to_owned();
+    let status = client.task_finished(&task).await;
+    assert_eq!(status["state"], "SUCCESS", "{status}\n{}", server.log());
+    assert_eq!(status["result"]["enqueued"], json!([id]), "{status}");
+
+    let conversation = processed(&client, &mei, id).await;
+    assert_eq!(conversation["ai_enqueue_pending"], false, "{conversation}");
+    assert!(
+        conversation["ai_action_items"]
+            .as_array()
+            .is_some_and(|items| items
+                .iter()
+                .any(|i| i.as_str().is_some_and(|i| i.contains("by Friday")))),
+        "{conversation}"
+    );
+    drop(server);
+    drop(redis_server);
+    let _ = std::fs::remove_dir_all(&outbox);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
