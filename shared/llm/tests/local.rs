@@ -153,6 +153,40 @@ async fn the_seeds_russian_stress_message_is_about_stress_in_russian() {
 }
 
 #[tokio::test]
+async fn a_message_signalling_self_harm_is_answered_with_where_to_get_help_first() {
+    let engine = LocalEngine::new();
+    for (message, help) in [
+        ("I don't want to live anymore", "emergency services"),
+        ("Я больше не хочу жить", "экстренные службы"),
+    ] {
+        let reply = engine
+            .chat_reply(&ChatRequest {
+                message: message.into(),
+                topic: None,
+            })
+            .await
+            .expect("reply");
+        assert!(
+            reply
+                .text
+                .split(':')
+                .next()
+                .is_some_and(|first| first.contains(help)),
+            "help comes first: {}",
+            reply.text
+        );
+    }
+    let ordinary = engine
+        .chat_reply(&ChatRequest {
+            message: "I can't sleep".into(),
+            topic: None,
+        })
+        .await
+        .expect("reply");
+    assert!(!ordinary.text.contains("emergency"), "{}", ordinary.text);
+}
+
+#[tokio::test]
 async fn content_follows_topic_language_and_day() {
     let engine = LocalEngine::new();
     let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("date");
