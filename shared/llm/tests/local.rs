@@ -77,7 +77,11 @@ async fn the_russian_meeting_keeps_its_deadline_too() {
         "{:?}",
         analysis.keywords
     );
-    assert!(!analysis.summary.is_empty());
+    assert!(
+        analysis.summary.contains("отчёт") && !analysis.summary.contains("Спасибо"),
+        "the summary is about the report, not the greeting: {}",
+        analysis.summary
+    );
 }
 
 #[tokio::test]
@@ -146,6 +150,40 @@ async fn the_seeds_russian_stress_message_is_about_stress_in_russian() {
         .await
         .expect("reply");
     assert!(steered.text.contains("сон"), "{}", steered.text);
+}
+
+#[tokio::test]
+async fn a_message_signalling_self_harm_is_answered_with_where_to_get_help_first() {
+    let engine = LocalEngine::new();
+    for (message, help) in [
+        ("I don't want to live anymore", "emergency services"),
+        ("Я больше не хочу жить", "экстренные службы"),
+    ] {
+        let reply = engine
+            .chat_reply(&ChatRequest {
+                message: message.into(),
+                topic: None,
+            })
+            .await
+            .expect("reply");
+        assert!(
+            reply
+                .text
+                .split(':')
+                .next()
+                .is_some_and(|first| first.contains(help)),
+            "help comes first: {}",
+            reply.text
+        );
+    }
+    let ordinary = engine
+        .chat_reply(&ChatRequest {
+            message: "I can't sleep".into(),
+            topic: None,
+        })
+        .await
+        .expect("reply");
+    assert!(!ordinary.text.contains("emergency"), "{}", ordinary.text);
 }
 
 #[tokio::test]

@@ -208,8 +208,14 @@ pub fn summary(all: &[Sentence], keywords: &[String]) -> String {
             // "Thanks for joining.") rarely carry the substance.
             #[allow(clippy::cast_precision_loss)]
             let length = (stems.len().max(1) as f64).sqrt();
+            // Under four words ("Thanks for joining.") is a pleasantry whenever there is
+            // anything else to choose.
             #[allow(clippy::cast_precision_loss)]
-            let substance = (stems.len() as f64 / 6.0).min(1.0);
+            let substance = if stems.len() < 4 && all.len() > keep {
+                0.0
+            } else {
+                (stems.len() as f64 / 6.0).min(1.0)
+            };
             (score / length * substance, sentence)
         })
         .collect();

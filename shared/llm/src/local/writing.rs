@@ -50,8 +50,57 @@ fn capitalised(text: &str) -> String {
     })
 }
 
+/// Words that signal a risk of self-harm; matched in the lowercased message.
+const RISK_EN: &[&str] = &[
+    "kill myself",
+    "suicide",
+    "suicidal",
+    "end my life",
+    "hurt myself",
+    "harm myself",
+    "self-harm",
+    "don't want to live",
+    "do not want to live",
+    "want to die",
+];
+const RISK_RU: &[&str] = &[
+    "покончить с собой",
+    "суицид",
+    "не хочу жить",
+    "убить себя",
+    "навредить себе",
+    "причинить себе вред",
+    "хочу умереть",
+];
+
+/// Said before anything else when a message signals a risk of self-harm: templates must
+/// not answer that as if it were ordinary stress.
+const SAFETY_EN: &str = "If you are thinking about harming yourself, please contact local emergency services or a crisis line right now: you do not have to go through this alone.";
+const SAFETY_RU: &str = "Если вы думаете о том, чтобы причинить себе вред, пожалуйста, прямо сейчас обратитесь в экстренные службы или на линию кризисной помощи: вы не должны справляться с этим в одиночку.";
+
+/// Whether `message` signals a risk of self-harm.
+pub fn signals_risk(message: &str) -> bool {
+    let lowercase = message.to_lowercase();
+    RISK_EN
+        .iter()
+        .chain(RISK_RU)
+        .any(|cue| lowercase.contains(cue))
+}
+
 /// A supportive reply to `message` in `language`, naming `topic` when there is one.
 pub fn reply(message: &str, topic: Option<&str>, language: Language) -> String {
+    let text = templated_reply(message, topic, language);
+    if !signals_risk(message) {
+        return text;
+    }
+    let safety = match language {
+        Language::En => SAFETY_EN,
+        Language::Ru => SAFETY_RU,
+    };
+    format!("{safety} {text}")
+}
+
+fn templated_reply(message: &str, topic: Option<&str>, language: Language) -> String {
     match topic {
         Some(topic) => {
             let templates = match language {
