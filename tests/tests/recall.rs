@@ -12,7 +12,7 @@ use std::time::Duration;
 use celeriac_testkit::{DevServer, free_port, standin};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Client, json_of, unique_email};
+use support::{Client, json_of, signed_up, unique_email};
 
 const MEETING: &str = "Anna: Thanks for joining. The quarterly report is the main item.\n\
                        Anna: We need to submit the Q3 report to the board by Friday.\n\
@@ -39,8 +39,8 @@ async fn processed(client: &Client, token: &str, id: i64) -> Value {
 /// second cannot see it. Returns the processed conversation.
 async fn store_and_read(server: &DevServer, outbox: &Path) -> Value {
     let client = Client::new(server);
-    let mei = client.signed_up(outbox, &unique_email("mei")).await;
-    let ken = client.signed_up(outbox, &unique_email("ken")).await;
+    let mei = signed_up(&client, outbox, &unique_email("mei")).await;
+    let ken = signed_up(&client, outbox, &unique_email("ken")).await;
 
     let body = json!({"title": "Q3 report", "content": MEETING, "priority": "high"});
     let anonymous = client.post("/api/conversations/", body.clone(), None).await;
@@ -139,7 +139,7 @@ async fn a_conversation_created_while_the_queue_refuses_is_processed_after_the_r
         ("MAIL_OUTBOX_DIR", outbox.display().to_string()),
     ]);
     let client = Client::new(&server);
-    let mei = client.signed_up(&outbox, &unique_email("mei")).await;
+    let mei = signed_up(&client, &outbox, &unique_email("mei")).await;
     let mut conn = redis::Client::open(url.as_str())
         .expect("url")
         .get_multiplexed_async_connection()

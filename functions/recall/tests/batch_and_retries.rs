@@ -4,41 +4,18 @@
 //! reports each conversation's outcome, a bad id failing alone, and a throttled model
 //! (llm-katan's rate limit) retries the batch until the last attempt, which reports it.
 
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use celeriac_kv::{MemoryKv, SharedKv};
 use celeriac_llm::{BedrockLlm, BedrockSettings, LocalEngine, SharedLlm};
-use celeriac_recall::RecallBackend;
-use celeriac_recall::store::{MemoryConversations, NewConversation, Priority};
+use celeriac_recall::store::Priority;
 use celeriac_recall::tasks::{BatchArgs, BatchItem, BatchProcessConversations};
 use celeriac_tasks::sqs::handle_batch;
-use celeriac_tasks::{
-    Registry, Runner, SqsTransport, Task, TaskClient, TaskContext, TaskState, TaskStore,
-};
-
-fn backend(llm: SharedLlm) -> RecallBackend {
-    RecallBackend {
-        store: Arc::new(MemoryConversations::new()),
-        llm,
-    }
-}
-
-async fn create(backend: &RecallBackend, content: &str) -> i64 {
-    backend
-        .store
-        .create(NewConversation {
-            owner_id: "mei".into(),
-            title: None,
-            content: content.into(),
-            post_type: "update".into(),
-            priority: Priority::Default,
-        })
-        .await
-        .expect("create")
-        .id
-}
+use celeriac_tasks::{SqsTransport, Task, TaskClient, TaskState, TaskStore};
+use support::{attempt, backend, create, runner};
 
 /// Bedrock on a private llm-katan started with `flags`, one attempt per call (the
 /// adapter's own retries would only slow the test; the task's retries are under test).
@@ -51,14 +28,6 @@ async fn katan_model(flags: &[&str]) -> Option<(celeriac_testkit::LlmKatan, Shar
     };
     let llm = BedrockLlm::new(&celeriac_testkit::sdk_at(katan.url.clone()).await, settings);
     Some((katan, Arc::new(llm)))
-}
-
-fn attempt(retries: u32) -> TaskContext {
-    TaskContext {
-        task_id: format!("batch-{retries}"),
-        retries,
-        deadline: Instant::now() + Duration::from_secs(60),
-    }
 }
 
 fn outcome_of(items: &[BatchItem], id: i64) -> &BatchItem {
@@ -89,7 +58,13 @@ async fn a_failing_model_retries_with_the_row_untouched_then_dead_letters() {
         urls.push(out.queue_url.expect("url"));
     }
     let backend = backend(llm);
-    let id = create(&backend, "We need to submit the Q3 report by Friday.").await;
+    let id = create(
+        &backend,
+        "mei",
+        Priority::Default,
+        "We need to submit the Q3 report by Friday.",
+    )
+    .await;
     let kv: SharedKv = Arc::new(MemoryKv::new());
     let store = TaskStore::new(kv.clone());
     let client = TaskClient::new(
@@ -102,14 +77,7 @@ async fn a_failing_model_retries_with_the_row_untouched_then_dead_letters() {
         .enqueue(&client, &conversation)
         .await
         .expect("enqueued");
-    let runner = Runner::new(
-        Arc::new(celeriac_recall::tasks::register(
-            &backend,
-            None,
-            Registry::new(),
-        )),
-        kv,
-    );
+    let runner = runner(&backend, kv);
     let handler = SqsTransport::new(&sdk, prefix);
 
     // The first attempt and three retries (Celery's default), each delivered by SQS
@@ -160,9 +128,17 @@ async fn a_failing_model_retries_with_the_row_untouched_then_dead_letters() {
 #[tokio::test]
 async fn a_batch_reports_each_conversation_and_a_bad_id_fails_alone() {
     let backend = backend(Arc::new(LocalEngine::new()));
-    let a = create(&backend, "Anna: We need to submit the Q3 report by Friday.").await;
+    let a = create(
+        &backend,
+        "mei",
+        Priority::Default,
+        "Anna: We need to submit the Q3 report by Friday.",
+    )
+    .await;
     let b = create(
         &backend,
+        "mei",
+        Priority::Default,
         "Ben: I'll send the marketing numbers by Wednesday.",
     )
     .await;
@@ -214,9 +190,17 @@ async fn a_throttled_model_retries_the_batch_and_the_last_attempt_reports_it() {
         return;
     };
     let backend = backend(llm);
-    let a = create(&backend, "Anna: We need to submit the Q3 report by Friday.").await;
+    let a = create(
+        &backend,
+        "mei",
+        Priority::Default,
+        "Anna: We need to submit the Q3 report by Friday.",
+    )
+    .await;
     let b = create(
         &backend,
+        "mei",
+        Priority::Default,
         "Ben: I'll send the marketing numbers by Wednesday.",
     )
     .await;

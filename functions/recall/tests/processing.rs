@@ -3,6 +3,8 @@
 //! (llm-katan) stored nowhere, and a queue outage at creation deferred to the retry
 //! schedule.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,16 +15,16 @@ use axum::http::{Request, header};
 use celeriac_kv::{MemoryKv, SharedKv};
 use celeriac_llm::{
     BedrockLlm, BedrockSettings, ChatReply, ChatRequest, Content, ContentRequest,
-    ConversationAnalysis, Llm, LlmError, LocalEngine, SharedLlm, Topic,
+    ConversationAnalysis, Llm, LlmError, LocalEngine, Topic,
 };
-use celeriac_recall::RecallBackend;
 use celeriac_recall::http::{self, RecallApi};
-use celeriac_recall::store::{MemoryConversations, NewConversation, Priority};
+use celeriac_recall::store::Priority;
 use celeriac_recall::tasks::RetryDeferredConversations;
 use celeriac_sessions::{SessionConfig, Sessions};
 use celeriac_tasks::sqs::handle_batch;
-use celeriac_tasks::{Registry, Runner, SqsTransport, Task, TaskClient, TaskContext, TaskStore};
+use celeriac_tasks::{SqsTransport, Task, TaskClient, TaskStore};
 use serde_json::{Value, json};
+use support::{attempt, backend, create, runner};
 use tower::ServiceExt;
 
 /// The local engine, counting the analyses that reach it.
@@ -58,28 +60,6 @@ impl Llm for Counted {
 const DEADLINE: &str = "Anna: We need to submit the Q3 report to the board by Friday.\n\
                         Ben: I'll send the marketing numbers by Wednesday.";
 
-fn backend(llm: SharedLlm) -> RecallBackend {
-    RecallBackend {
-        store: Arc::new(MemoryConversations::new()),
-        llm,
-    }
-}
-
-async fn create(backend: &RecallBackend, owner: &str, priority: Priority) -> i64 {
-    backend
-        .store
-        .create(NewConversation {
-            owner_id: owner.into(),
-            title: None,
-            content: DEADLINE.into(),
-            post_type: "update".into(),
-            priority,
-        })
-        .await
-        .expect("create")
-        .id
-}
-
 /// Queues `{prefix}{name}` on moto; their URLs.
 async fn queues(sqs: &aws_sdk_sqs::Client, prefix: &str, names: &[&str]) -> Vec<String> {
     let mut urls = Vec::new();
@@ -114,7 +94,7 @@ async fn a_high_priority_conversation_travels_its_queue_and_a_duplicate_runs_onc
     let transport = Arc::new(SqsTransport::new(&sdk, prefix.clone()));
     let client = TaskClient::new(transport, TaskStore::new(kv.clone()), "conversation_create");
 
-    let id = create(&backend, "mei", Priority::High).await;
+    let id = create(&backend, "mei", Priority::High, DEADLINE).await;
     let conversation = backend.store.get(id).await.expect("get").expect("found");
     backend
         .enqueue(&client, &conversation)
@@ -133,14 +113,7 @@ async fn a_high_priority_conversation_travels_its_queue_and_a_duplicate_runs_onc
         assert!(out.messages.unwrap_or_default().is_empty(), "{url}");
     }
 
-    let runner = Runner::new(
-        Arc::new(celeriac_recall::tasks::register(
-            &backend,
-            None,
-            Registry::new(),
-        )),
-        kv,
-    );
+    let runner = runner(&backend, kv);
     let handler = SqsTransport::new(&sdk, prefix);
     let batch: SqsEvent = serde_json::from_value(event.clone()).expect("event");
     assert!(
@@ -203,13 +176,9 @@ async fn an_unusable_model_answer_fails_the_task_and_stores_nothing() {
         BedrockSettings::new(model),
     );
     let backend = backend(Arc::new(llm));
-    let id = create(&backend, "mei", Priority::Default).await;
+    let id = create(&backend, "mei", Priority::Default, DEADLINE).await;
     let task = celeriac_recall::tasks::ProcessConversationAi(backend.clone());
-    let ctx = TaskContext {
-        task_id: "t-1".into(),
-        retries: 0,
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(30),
-    };
+    let ctx = attempt(0);
     let err = task
         .run(
             celeriac_recall::tasks::ConversationArgs {
@@ -373,11 +342,7 @@ async fn a_queue_outage_defers_creation_and_the_schedule_enqueues_it_later() {
         backend: backend.clone(),
         client: Some(working),
     };
-    let ctx = TaskContext {
-        task_id: "tick".into(),
-        retries: 0,
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(30),
-    };
+    let ctx = attempt(0);
     let report = retry
         .run(Default::default(), &ctx)
         .await

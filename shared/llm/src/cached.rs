@@ -40,22 +40,21 @@ impl CachedLlm {
         Self { inner, cache, ttl }
     }
 
-    /// The key of `operation` on `input` for this model.
-    pub fn key(&self, operation: &str, input: &impl Serialize) -> CacheKey {
+    /// The key of `operation` on `input` for this model; `None` when `input` does not
+    /// serialise (then the call is made uncached).
+    pub fn key(&self, operation: &str, input: &impl Serialize) -> Option<CacheKey> {
+        let input = serde_json::to_vec(input).ok()?;
         let mut hash = Sha256::new();
         for part in [operation, self.inner.adapter(), self.inner.model()] {
             hash.update(part.as_bytes());
             // A separator no part contains, so ("ab", "c") and ("a", "bc") differ.
             hash.update([0u8]);
         }
-        // Serialising our own plain structs cannot fail; if it ever did, the empty input
-        // would only cost a cache collision between failing inputs, never a wrong answer
-        // for a good one, because such calls are not cached (see `cached`).
-        hash.update(serde_json::to_vec(input).unwrap_or_default());
-        CacheKey::new(
+        hash.update(input);
+        Some(CacheKey::new(
             FAMILY,
             format!("{operation}:{}", hex::encode(hash.finalize())),
-        )
+        ))
     }
 
     async fn cached<I, T, F, Fut>(&self, operation: &str, input: &I, call: F) -> Result<T, LlmError>
@@ -65,11 +64,10 @@ impl CachedLlm {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, LlmError>>,
     {
-        if serde_json::to_vec(input).is_err() {
-            return call().await;
+        match self.key(operation, input) {
+            Some(key) => self.cache.get_or_compute(&key, self.ttl, call).await,
+            None => call().await,
         }
-        let key = self.key(operation, input);
-        self.cache.get_or_compute(&key, self.ttl, call).await
     }
 }
 

@@ -73,34 +73,6 @@ impl Client {
     }
 }
 
-impl Client {
-    /// Registers `email`, confirms it through the link in the file outbox at `outbox`, and
-    /// logs in; the access token (for `Authorization: Bearer`).
-    pub async fn signed_up(&self, outbox: &Path, email: &str) -> String {
-        let password = "green tea at five";
-        let registered = self
-            .post(
-                "/api/v1/user/registration",
-                json!({"email": email, "password": password}),
-                None,
-            )
-            .await;
-        assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
-        let text = outbox_text(outbox, email).await;
-        let link = confirmation_link(&text).unwrap_or_else(|| panic!("a link in: {text}"));
-        assert_eq!(
-            self.get(&link, None).await.status(),
-            reqwest::StatusCode::OK
-        );
-        let login = self.login(email, password).await;
-        assert_eq!(login.status(), reqwest::StatusCode::OK);
-        json_of(login).await["access_token"]
-            .as_str()
-            .expect("access token")
-            .to_owned()
-    }
-}
-
 pub async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("JSON body")
 }

@@ -1,6 +1,8 @@
 //! Conversation analysis without a model: YAKE keywords, an extractive summary, and
 //! action items picked by the cues of requests, commitments and deadlines.
 
+use std::sync::LazyLock;
+
 use yake_rust::{Config, StopWords};
 
 use super::text::{Sentence, sentences};
@@ -102,8 +104,19 @@ const IMPERATIVES_EN: &[&str] = &[
     "set", "organise", "organize", "plan", "pay", "order", "remind",
 ];
 
-fn stop_words(language: Language) -> StopWords {
-    StopWords::predefined(language.code()).unwrap_or_else(|| StopWords::custom(Default::default()))
+/// The stop words of each language, parsed once (YAKE takes them on every call).
+static STOP_WORDS: LazyLock<[StopWords; 2]> = LazyLock::new(|| {
+    [Language::En, Language::Ru].map(|language| {
+        StopWords::predefined(language.code())
+            .unwrap_or_else(|| StopWords::custom(Default::default()))
+    })
+});
+
+fn stop_words(language: Language) -> &'static StopWords {
+    match language {
+        Language::En => &STOP_WORDS[0],
+        Language::Ru => &STOP_WORDS[1],
+    }
 }
 
 /// Whether `cue` occurs in `lowercase` starting at a word boundary (and, for English,
@@ -162,7 +175,7 @@ pub fn keywords(text: &str, language: Language) -> Vec<String> {
     // (`marketing` after `marketing numbers`).
     let mut covered: Vec<String> = Vec::new();
     let mut found = Vec::new();
-    for item in yake_rust::get_n_best(MAX_KEYWORDS * 3, &plain, &stop_words(language), &config) {
+    for item in yake_rust::get_n_best(MAX_KEYWORDS * 3, &plain, stop_words(language), &config) {
         let keyword = item.keyword.to_lowercase();
         let stems: Vec<String> = words(&keyword).iter().map(|w| stem(w)).collect();
         if stems.is_empty() || stems.iter().all(|s| covered.contains(s)) {
