@@ -7,12 +7,13 @@
 //! either one to the real adapter.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use celeriac_cache::{Cache, CacheConfig};
 use celeriac_db::{PgPool, PgProbe};
 use celeriac_kv::{KvProbe, MemoryKv, RedisKv, SharedKv};
 use celeriac_limits::{MemoryLimiter, RedisLimiter, SharedLimiter};
-use celeriac_llm::{BedrockLlm, BedrockProbe, BedrockSettings, CachedLlm, LocalEngine, SharedLlm};
+use celeriac_llm::{BedrockLlm, BedrockSettings, CachedLlm, LocalEngine, SharedLlm};
 use celeriac_platform::Config;
 use celeriac_platform::config::{LlmConfig, QueueConfig};
 use celeriac_platform::health::{Embedded, HealthCheck, Probe};
@@ -99,15 +100,7 @@ impl Adapters {
             (QueueConfig::None, _, _) if embedded => Some(Arc::new(Embedded("inprocess"))),
             _ => None,
         };
-        let llm_probe: Option<Arc<dyn Probe>> = match (&config.llm, &sdk) {
-            (LlmConfig::Bedrock { model_id }, Some(sdk)) => {
-                Some(Arc::new(BedrockProbe::new(sdk, model_id.clone())))
-            }
-            (LlmConfig::Local, _) => Some(Arc::new(Embedded("local"))),
-            (LlmConfig::None, _) if embedded => Some(Arc::new(Embedded("local"))),
-            _ => None,
-        };
-        let llm = open_llm(&config.llm, sdk.as_ref(), kv.as_ref(), embedded);
+        let (llm, llm_probe) = open_llm(&config.llm, sdk.as_ref(), kv.as_ref(), embedded);
         Ok(Self {
             kv,
             redis,
@@ -141,7 +134,7 @@ impl Adapters {
                 config.redis.clone()?,
                 origin,
                 // A producer never consumes, so the visibility timeout is never used.
-                std::time::Duration::from_secs(30),
+                Duration::from_secs(30),
             )),
             _ => return None,
         };
@@ -177,35 +170,50 @@ impl Adapters {
     }
 }
 
-/// The configured model, cached by content hash in `kv` when there is one. The cache's
-/// refresh lock outlasts a model call, so concurrent callers with the same input wait for
-/// one call instead of each paying for one.
+/// The local engine: in-process, so a call takes no noticeable time.
+fn local() -> (SharedLlm, Arc<dyn Probe>, Duration) {
+    (
+        Arc::new(LocalEngine::new()),
+        Arc::new(Embedded("local")),
+        Duration::ZERO,
+    )
+}
+
+/// The configured model and its health probe. The model is cached by content hash in `kv`
+/// when there is one; the cache's refresh lock outlasts a model call, so concurrent callers
+/// with the same input wait for one call instead of each paying for one.
 fn open_llm(
     config: &LlmConfig,
     sdk: Option<&aws_config::SdkConfig>,
     kv: Option<&SharedKv>,
     embedded: bool,
-) -> Option<SharedLlm> {
-    let model: SharedLlm = match (config, sdk) {
-        (LlmConfig::Bedrock { model_id }, Some(sdk)) => {
-            Arc::new(BedrockLlm::new(sdk, BedrockSettings::new(model_id.clone())))
+) -> (Option<SharedLlm>, Option<Arc<dyn Probe>>) {
+    // The refresh lock covers the slowest call the adapter can make.
+    let bedrock = BedrockSettings::from_config(config);
+    let (model, probe, refresh_lock): (SharedLlm, Arc<dyn Probe>, Duration) = match (bedrock, sdk) {
+        (Some(settings), Some(sdk)) => {
+            let bedrock = BedrockLlm::new(sdk, settings);
+            let probe = Arc::new(bedrock.probe());
+            let slowest = bedrock.settings().slowest_call();
+            (Arc::new(bedrock), probe, slowest)
         }
-        (LlmConfig::Local, _) => Arc::new(LocalEngine::new()),
-        (LlmConfig::None, _) if embedded => Arc::new(LocalEngine::new()),
-        _ => return None,
+        _ if *config == LlmConfig::Local => local(),
+        _ if *config == LlmConfig::None && embedded => local(),
+        _ => return (None, None),
     };
-    Some(match kv {
+    let model: SharedLlm = match kv {
         Some(kv) => Arc::new(CachedLlm::new(
             model,
             Cache::new(
                 kv.clone(),
                 CacheConfig {
-                    refresh_lock: std::time::Duration::from_secs(120),
+                    refresh_lock: refresh_lock.max(Duration::from_secs(60)),
                     ..CacheConfig::default()
                 },
             ),
             celeriac_llm::cached::DEFAULT_TTL,
         )),
         None => model,
-    })
+    };
+    (Some(model), Some(probe))
 }

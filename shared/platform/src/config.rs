@@ -145,6 +145,13 @@ pub enum LlmConfig {
     Bedrock {
         /// `BEDROCK_MODEL_ID`.
         model_id: String,
+        /// `BEDROCK_ATTEMPT_TIMEOUT_MS`: bound on one model attempt; the adapter's default
+        /// when unset. Functions behind API Gateway set it so that all attempts fit in its
+        /// 29 s.
+        attempt_timeout: Option<Duration>,
+        /// `BEDROCK_MAX_ATTEMPTS`: attempts per call, the first included (at least 1); the
+        /// adapter's default when unset.
+        max_attempts: Option<u32>,
     },
 }
 
@@ -208,6 +215,9 @@ impl Config {
                 model_id: env
                     .var("BEDROCK_MODEL_ID")
                     .unwrap_or_else(|| DEFAULT_BEDROCK_MODEL_ID.to_owned()),
+                attempt_timeout: parse_positive(env, "BEDROCK_ATTEMPT_TIMEOUT_MS")?
+                    .map(Duration::from_millis),
+                max_attempts: parse_positive(env, "BEDROCK_MAX_ATTEMPTS")?,
             },
             Some(other) => {
                 return Err(ConfigError::new(
@@ -311,6 +321,24 @@ fn parse_or<T: std::str::FromStr>(
             .trim()
             .parse()
             .map_err(|_| ConfigError::new(key, format!("expected a number, got {raw:?}"))),
+    }
+}
+
+/// An optional whole number above zero (a zero bound or attempt count would make every call
+/// fail, so it is refused at start-up rather than discovered per request).
+fn parse_positive<T>(env: &impl EnvSource, key: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    let Some(raw) = env.var(key) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(value) if value >= T::from(1) => Ok(Some(value)),
+        _ => Err(ConfigError::new(
+            key,
+            format!("expected a whole number above zero, got {raw:?}"),
+        )),
     }
 }
 
@@ -429,8 +457,42 @@ mod tests {
         assert_eq!(
             cfg.llm,
             LlmConfig::Bedrock {
-                model_id: DEFAULT_BEDROCK_MODEL_ID.to_owned()
+                model_id: DEFAULT_BEDROCK_MODEL_ID.to_owned(),
+                attempt_timeout: None,
+                max_attempts: None,
             }
         );
+    }
+
+    #[test]
+    fn bedrock_bounds_are_read_and_zero_is_refused() {
+        let cfg = Config::from_source(
+            &env(&[
+                ("LLM_PROVIDER", "bedrock"),
+                ("BEDROCK_ATTEMPT_TIMEOUT_MS", "8000"),
+                ("BEDROCK_MAX_ATTEMPTS", "2"),
+            ]),
+            "x",
+        )
+        .expect("valid");
+        assert_eq!(
+            cfg.llm,
+            LlmConfig::Bedrock {
+                model_id: DEFAULT_BEDROCK_MODEL_ID.to_owned(),
+                attempt_timeout: Some(Duration::from_secs(8)),
+                max_attempts: Some(2),
+            }
+        );
+        for (key, raw) in [
+            ("BEDROCK_MAX_ATTEMPTS", "0"),
+            ("BEDROCK_MAX_ATTEMPTS", "two"),
+            ("BEDROCK_ATTEMPT_TIMEOUT_MS", "0"),
+            ("BEDROCK_ATTEMPT_TIMEOUT_MS", "-5"),
+        ] {
+            let err = Config::from_source(&env(&[("LLM_PROVIDER", "bedrock"), (key, raw)]), "x")
+                .expect_err("refused");
+            assert_eq!(err.key, key, "{key}={raw}");
+            assert!(err.reason.contains(raw), "{}", err.reason);
+        }
     }
 }

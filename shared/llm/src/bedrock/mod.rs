@@ -27,6 +27,7 @@ use aws_sdk_bedrockruntime::types::{
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use celeriac_platform::config::LlmConfig;
 pub use probe::BedrockProbe;
 use schema::ToolCall;
 
@@ -63,6 +64,42 @@ impl BedrockSettings {
             backoff_cap: Duration::from_secs(5),
             max_tokens: 1024,
         }
+    }
+
+    /// The settings `config` asks for (its bounds over the defaults), or `None` when it
+    /// does not configure Bedrock.
+    pub fn from_config(config: &LlmConfig) -> Option<Self> {
+        let LlmConfig::Bedrock {
+            model_id,
+            attempt_timeout,
+            max_attempts,
+        } = config
+        else {
+            return None;
+        };
+        let defaults = Self::new(model_id.clone());
+        Some(Self {
+            attempt_timeout: attempt_timeout.unwrap_or(defaults.attempt_timeout),
+            max_attempts: max_attempts.unwrap_or(defaults.max_attempts),
+            ..defaults
+        })
+    }
+
+    /// The longest a call can take: every attempt timing out, with the largest backoff
+    /// before each retry. A function that answers HTTP must keep this under API Gateway's
+    /// 29 s (template.yaml sets the bounds per function; a system test checks them).
+    pub fn slowest_call(&self) -> Duration {
+        let retries = self.max_attempts.saturating_sub(1);
+        let backoff: Duration = (0..retries).map(|retry| self.backoff_bound(retry)).sum();
+        self.attempt_timeout * self.max_attempts + backoff
+    }
+
+    /// Upper bound of the pause before retry `retry` (0-based): the base doubled per
+    /// retry, capped.
+    fn backoff_bound(&self, retry: u32) -> Duration {
+        self.backoff_base
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.backoff_cap)
     }
 }
 
@@ -154,6 +191,17 @@ impl BedrockLlm {
         }
     }
 
+    /// A health probe for the same model over the same client (one client per process:
+    /// building one costs cold-start time).
+    pub fn probe(&self) -> BedrockProbe {
+        BedrockProbe::new(self.client.clone(), self.settings.model_id.clone())
+    }
+
+    /// How this adapter calls the model.
+    pub fn settings(&self) -> &BedrockSettings {
+        &self.settings
+    }
+
     /// Calls and tokens so far.
     pub fn usage(&self) -> Usage {
         let c = &self.counters;
@@ -167,11 +215,7 @@ impl BedrockLlm {
     }
 
     fn backoff(&self, retry: u32) -> Duration {
-        let s = &self.settings;
-        let bound = s
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(s.backoff_cap);
+        let bound = self.settings.backoff_bound(retry);
         let millis = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(rand::random_range(0..=millis))
     }
@@ -444,5 +488,43 @@ impl Llm for BedrockLlm {
             )
             .await?;
         answer.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowest_call_is_every_attempt_timing_out_plus_the_largest_pauses() {
+        let defaults = BedrockSettings::new("m".to_owned());
+        // 4 × 20 s, and pauses of at most 0.2, 0.4 and 0.8 s between them.
+        assert_eq!(defaults.slowest_call(), Duration::from_millis(81_400));
+        let one = BedrockSettings {
+            max_attempts: 1,
+            ..defaults.clone()
+        };
+        assert_eq!(one.slowest_call(), Duration::from_secs(20));
+        let capped = BedrockSettings {
+            max_attempts: 7,
+            attempt_timeout: Duration::from_secs(1),
+            ..defaults
+        };
+        // Pauses 0.2, 0.4, 0.8, 1.6, 3.2, then the 5 s cap.
+        assert_eq!(capped.slowest_call(), Duration::from_millis(7_000 + 11_200));
+    }
+
+    #[test]
+    fn settings_take_the_configured_bounds_over_the_defaults() {
+        let config = LlmConfig::Bedrock {
+            model_id: "m".to_owned(),
+            attempt_timeout: Some(Duration::from_secs(12)),
+            max_attempts: None,
+        };
+        let settings = BedrockSettings::from_config(&config).expect("bedrock");
+        assert_eq!(settings.attempt_timeout, Duration::from_secs(12));
+        assert_eq!(settings.max_attempts, 4);
+        assert_eq!(settings.model_id, "m");
+        assert_eq!(BedrockSettings::from_config(&LlmConfig::Local), None);
     }
 }

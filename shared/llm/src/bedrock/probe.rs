@@ -15,12 +15,10 @@ pub struct BedrockProbe {
 }
 
 impl BedrockProbe {
-    /// A probe for `model_id` through a client built from `sdk`.
-    pub fn new(sdk: &aws_config::SdkConfig, model_id: String) -> Self {
-        Self {
-            client: aws_sdk_bedrockruntime::Client::new(sdk),
-            model_id,
-        }
+    /// A probe for `model_id` through `client` (the adapter's, see
+    /// [`BedrockLlm::probe`](super::BedrockLlm::probe)).
+    pub fn new(client: aws_sdk_bedrockruntime::Client, model_id: String) -> Self {
+        Self { client, model_id }
     }
 }
 
