@@ -42,7 +42,8 @@ pub enum Command {
         /// Queues to consume, comma-separated (default: every task's queue).
         #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
-        /// Tasks run at once.
+        /// Tasks run at once. Fewer than the queues polled makes the queues take turns
+        /// (each waits up to 50 ms per turn).
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Seconds after which another worker takes over a delivery this one left
