@@ -103,7 +103,7 @@ async fn a_conversation_about_a_deadline_on_embedded_defaults() {
             .any(|k| k.as_str().is_some_and(|k| k.contains("report")))),
         "{conversation}"
     );
-    assert_eq!(conversation["ai_model"], "local-v2");
+    assert_eq!(conversation["ai_model"], celeriac_llm::local::MODEL);
     let health = json_of(Client::new(&server).get("/api/health/", None).await).await;
     for component in ["database", "redis", "llm", "queue"] {
         assert_eq!(health["components"][component]["status"], "ok", "{health}");

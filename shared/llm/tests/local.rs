@@ -60,6 +60,27 @@ async fn a_meeting_about_a_deadline_yields_the_deadline_among_its_action_items()
 }
 
 #[tokio::test]
+async fn keywords_are_what_the_meeting_keeps_coming_back_to() {
+    let analysis = LocalEngine::new()
+        .analyse_conversation(&sample("project_meeting_en"))
+        .await
+        .expect("analysis");
+    for expected in ["board", "marketing numbers"] {
+        assert!(
+            analysis.keywords.iter().any(|k| k == expected),
+            "{expected}: {:?}",
+            analysis.keywords
+        );
+    }
+    // The greeting ("Thanks for joining") is said once and is not what the meeting is about.
+    assert!(
+        analysis.keywords.iter().all(|k| !k.contains("joining")),
+        "{:?}",
+        analysis.keywords
+    );
+}
+
+#[tokio::test]
 async fn the_russian_meeting_keeps_its_deadline_too() {
     let analysis = LocalEngine::new()
         .analyse_conversation(&sample("project_meeting_ru"))

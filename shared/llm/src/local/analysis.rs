@@ -1,6 +1,7 @@
 //! Conversation analysis without a model: YAKE keywords, an extractive summary, and
 //! action items picked by the cues of requests, commitments and deadlines.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use yake_rust::{Config, StopWords};
@@ -11,6 +12,8 @@ use crate::topics::{stem, words};
 
 /// Keywords returned at most.
 pub const MAX_KEYWORDS: usize = 8;
+/// Keywords an analysis has at least, when the text has that many candidates.
+pub const MIN_KEYWORDS: usize = 5;
 
 /// Phrases that make a sentence something someone has to do: requests, commitments,
 /// obligations and deadlines. Matched in the lowercased sentence, on word boundaries.
@@ -171,23 +174,51 @@ pub fn keywords(text: &str, language: Language) -> Vec<String> {
         ngrams: 2,
         ..Config::default()
     };
-    // A keyword adds nothing when every stem of it is already in a better one
-    // (`marketing` after `marketing numbers`).
-    let mut covered: Vec<String> = Vec::new();
-    let mut found = Vec::new();
+    // How often each stem occurs: what a conversation is about comes back, while
+    // YAKE's favourites also include a greeting's verb or a one-off remark (`joining`,
+    // `item today`, `собрались` on the shipped meetings).
+    let mut occurrences: HashMap<String, usize> = HashMap::new();
+    for word in words(&plain.to_lowercase()) {
+        *occurrences.entry(stem(&word)).or_default() += 1;
+    }
+    let mut candidates: Vec<(String, Vec<String>)> = Vec::new();
     for item in yake_rust::get_n_best(MAX_KEYWORDS * 3, &plain, stop_words(language), &config) {
         let keyword = item.keyword.to_lowercase();
         let stems: Vec<String> = words(&keyword).iter().map(|w| stem(w)).collect();
-        if stems.is_empty() || stems.iter().all(|s| covered.contains(s)) {
-            continue;
-        }
-        covered.extend(stems);
-        found.push(keyword);
-        if found.len() == MAX_KEYWORDS {
-            break;
+        if !stems.is_empty() {
+            candidates.push((keyword, stems));
         }
     }
+    let recurs = |stems: &[String]| stems.iter().any(|s| occurrences.get(s) > Some(&1));
+    // Recurring candidates first, in YAKE's order; one-offs only fill up to
+    // MIN_KEYWORDS (a short chat may repeat nothing).
+    let mut found = Vec::new();
+    let mut covered: Vec<String> = Vec::new();
+    for (keyword, stems) in candidates.iter().filter(|(_, stems)| recurs(stems)) {
+        take_keyword(keyword, stems, &mut found, &mut covered);
+    }
+    for (keyword, stems) in candidates.iter().filter(|(_, stems)| !recurs(stems)) {
+        if found.len() >= MIN_KEYWORDS {
+            break;
+        }
+        take_keyword(keyword, stems, &mut found, &mut covered);
+    }
     found
+}
+
+/// Adds `keyword` unless every stem of it is already in a better one (`marketing` after
+/// `marketing numbers`) or the list is full.
+fn take_keyword(
+    keyword: &str,
+    stems: &[String],
+    found: &mut Vec<String>,
+    covered: &mut Vec<String>,
+) {
+    if found.len() == MAX_KEYWORDS || stems.iter().all(|s| covered.contains(s)) {
+        return;
+    }
+    covered.extend_from_slice(stems);
+    found.push(keyword.to_owned());
 }
 
 /// The one to three sentences that carry the most keyword weight, in their original

@@ -22,7 +22,7 @@ use crate::topics;
 
 /// The engine's version: part of the cache key, so answers cached by an older engine are
 /// not served after its rules change.
-pub const MODEL: &str = "local-v2";
+pub const MODEL: &str = "local-v3";
 
 /// The local engine.
 #[derive(Debug, Clone, Copy, Default)]
