@@ -29,6 +29,22 @@ async fn embedded_defaults_are_all_ok() {
     );
 }
 
+#[tokio::test]
+async fn celeriac_dev_serves_the_api_document() {
+    let server = DevServer::start(&[]);
+    let response = reqwest::get(format!("{}/_celeriac/openapi.yaml", server.url))
+        .await
+        .expect("GET /_celeriac/openapi.yaml");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    let document: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    assert_eq!(document["openapi"].as_str(), Some("3.1.0"));
+    assert_eq!(
+        document["paths"]["/api/health/"]["get"]["operationId"].as_str(),
+        Some("health")
+    );
+}
+
 /// Creates an SQS queue on moto and returns its URL.
 async fn create_queue(name: &str) -> Option<String> {
     let sdk = celeriac_testkit::moto_sdk().await?;

@@ -246,3 +246,55 @@ fn every_queue_outlasts_the_function_it_triggers() {
     }
     assert!(checked > 0, "no SQS-triggered function found");
 }
+
+/// (METHOD path, binary) for every HTTP API route of the template.
+fn template_routes(template: &Value) -> BTreeMap<String, String> {
+    let mut routes = BTreeMap::new();
+    for (id, function) in functions(template) {
+        let Some(events) = function["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} has no binary"));
+        for event in events.values() {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let method = event["Properties"]["Method"].as_str().expect("Method");
+            let path = event["Properties"]["Path"].as_str().expect("Path");
+            let route = format!("{} {path}", method.to_uppercase());
+            assert!(
+                routes.insert(route.clone(), binary.to_owned()).is_none(),
+                "two functions serve {route}"
+            );
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_openapi_document_describes_exactly_the_deployed_routes() {
+    let text = std::fs::read_to_string(repo().join("infra/celeriac/openapi.yaml"))
+        .expect("infra/celeriac/openapi.yaml");
+    let document: Value = serde_norway::from_str(&text).expect("the document is YAML");
+    let mut documented = BTreeMap::new();
+    for (path, item) in document["paths"].as_mapping().expect("paths") {
+        let path = path.as_str().expect("path");
+        for (method, operation) in item.as_mapping().expect("path item") {
+            let method = method.as_str().expect("method").to_uppercase();
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(
+                operation["responses"]
+                    .as_mapping()
+                    .is_some_and(|r| !r.is_empty()),
+                "{method} {path} documents no response"
+            );
+            documented.insert(format!("{method} {path}"), id.to_owned());
+        }
+    }
+    // Same routes, and each operation named after the function that serves it.
+    assert_eq!(documented, template_routes(&template()));
+}

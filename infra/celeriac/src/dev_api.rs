@@ -1,13 +1,15 @@
 //! Routes only `celeriac dev` serves: enqueue and revoke by task name, for the
-//! `celeriac call` command (through `CELERIAC_URL`) and for trying tasks with curl. On AWS
-//! tasks are enqueued by the functions that own them, so these routes have no Lambda.
+//! `celeriac call` command (through `CELERIAC_URL`) and for trying tasks with curl, and the
+//! API's OpenAPI document. On AWS tasks are enqueued by the functions that own them, so
+//! these routes have no Lambda.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use celeriac_platform::Error;
 use celeriac_tasks::state::Revoke;
@@ -70,12 +72,23 @@ pub fn countdown(seconds: Option<f64>) -> Result<Option<Duration>, String> {
     }
 }
 
-/// The dev-only task routes.
+/// Path of the OpenAPI document.
+pub const OPENAPI_PATH: &str = "/_celeriac/openapi.yaml";
+
+/// The API's OpenAPI document (`infra/celeriac/openapi.yaml`; a system test keeps it in
+/// step with template.yaml).
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// The dev-only routes.
 pub fn router(registry: Arc<Registry>, client: TaskClient) -> Router {
     Router::new()
         .route(CALL_PATH, post(call))
         .route("/_celeriac/tasks/{task_id}/revoke", post(revoke))
         .with_state(DevTasks { registry, client })
+        .route(
+            OPENAPI_PATH,
+            get(|| async { ([(CONTENT_TYPE, "application/yaml")], OPENAPI) }),
+        )
 }
 
 async fn call(
