@@ -105,7 +105,10 @@ async fn poll(
                 // SQS waits in whole seconds, so a short wait is an instant empty answer:
                 // pause for the rest of it, without the permits, rather than spin.
                 drop(held);
-                tokio::time::sleep_until(asked + wait).await;
+                tokio::select! {
+                    () = tokio::time::sleep_until(asked + wait) => {}
+                    _ = stop.changed() => return,
+                }
             }
             Ok(deliveries) => {
                 // One permit travels with each running task; unused ones are released here.
