@@ -132,6 +132,40 @@ async fn a_task_revoked_before_its_countdown_never_runs() {
 }
 
 #[tokio::test]
+async fn a_task_run_is_a_cloudwatch_metric_in_embedded_metric_format() {
+    let server = DevServer::start(&[("CELERIAC_METRICS", "emf".to_owned())]);
+    let env = [("CELERIAC_URL", server.url.as_str())];
+    let id = stdout(&celeriac(
+        &["call", "test_celery", "--args", r#"{"word": "metric"}"#],
+        &env,
+    ));
+    let printed = stdout(&celeriac(&["result", &id, "--wait", "10"], &env));
+    assert_eq!(printed.lines().next(), Some("SUCCESS"), "{printed}");
+    let needle = r#""Task":"test_celery""#;
+    assert!(
+        server
+            .logs_within(needle, std::time::Duration::from_secs(10))
+            .await,
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains(needle)).expect("the line");
+    let document: serde_json::Value = serde_json::from_str(line).expect("one JSON object");
+    let directive = &document["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "celeriac");
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!([["Service", "Task"]])
+    );
+    assert_eq!(document["Succeeded"], 1.0);
+    assert!(
+        document["Duration"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+}
+
+#[tokio::test]
 async fn with_redis_the_state_is_read_straight_from_redis() {
     let Some(redis) = standin("CELERIAC_TEST_REDIS_URL") else {
         return;

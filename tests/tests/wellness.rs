@@ -205,11 +205,12 @@ async fn chat_and_topic_through_bedrock_on_llm_katan() {
     let server = DevServer::start(&[
         ("REDIS_URL", format!("{}/7", redis.trim_end_matches('/'))),
         ("LLM_PROVIDER", "bedrock".into()),
-        ("BEDROCK_MODEL_ID", model),
+        ("BEDROCK_MODEL_ID", model.clone()),
         ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", katan),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("CELERIAC_METRICS", "emf".into()),
     ]);
     let client = Client::new(&server);
     let user = format!("k{}", celeriac_testkit::free_port());
@@ -237,4 +238,20 @@ async fn chat_and_topic_through_bedrock_on_llm_katan() {
         "{health}"
     );
     assert_eq!(health["components"]["llm"]["status"], "ok", "{health}");
+    // The topic call's tokens, as a CloudWatch metric per model and operation.
+    let log = server.log();
+    let usage: Value = log
+        .lines()
+        .filter(|line| line.starts_with('{') && line.contains("\"InputTokens\""))
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no token metric in the log:\n{log}"));
+    assert_eq!(
+        usage["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Service", "Model", "Operation"]])
+    );
+    assert_eq!(usage["Model"], model.as_str());
+    assert!(
+        usage["InputTokens"].as_f64().is_some_and(|n| n > 0.0),
+        "{usage}"
+    );
 }

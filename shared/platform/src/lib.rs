@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod json;
+pub mod metrics;
 pub mod telemetry;
 
 pub use config::Config;

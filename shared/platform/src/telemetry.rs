@@ -76,6 +76,7 @@ pub fn init() {
 /// As [`init`], logging at `default_level` unless the environment sets a level (command
 /// line tools whose output is their answer log only warnings by default).
 pub fn init_with_default(default_level: &str) {
+    crate::metrics::init();
     let settings = LogSettings::from_vars_or(
         |k| std::env::var(k).ok().filter(|v| !v.is_empty()),
         default_level,

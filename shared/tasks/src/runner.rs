@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use celeriac_kv::SharedKv;
+use celeriac_platform::metrics::{self, Unit};
 use chrono::Utc;
 use tracing::Instrument;
 
@@ -295,6 +296,7 @@ impl Runner {
                 record.date_done = Some(Utc::now());
                 self.store.put_for(&record, spec.result_ttl).await?;
                 tracing::info!(elapsed_ms, "task succeeded");
+                task_metrics(spec.name, "Succeeded", elapsed_ms);
                 Ok(Outcome::Ack)
             }
             Err(err) => {
@@ -307,15 +309,29 @@ impl Runner {
                     record.status = TaskState::Retry;
                     self.store.put(&record).await?;
                     tracing::warn!(error = %err, elapsed_ms, retry = retries + 1, delay_ms = delay.as_millis(), "task failed; will retry");
+                    task_metrics(spec.name, "Retried", elapsed_ms);
                     Ok(Outcome::Retry(delay))
                 } else {
                     record.status = TaskState::Failure;
                     record.date_done = Some(Utc::now());
                     self.store.put_for(&record, spec.result_ttl).await?;
                     tracing::error!(error = %err, elapsed_ms, retries, "task failed for good");
+                    task_metrics(spec.name, "Failed", elapsed_ms);
                     Ok(Outcome::Dead(err.to_string()))
                 }
             }
         }
     }
+}
+
+/// One run of `task` as metrics: a count of its `outcome` (Succeeded, Retried or Failed)
+/// and how long it ran, per task.
+fn task_metrics(task: &str, outcome: &str, elapsed_ms: f64) {
+    metrics::emit(
+        &[("Task", task)],
+        &[
+            (outcome, 1.0, Unit::Count),
+            ("Duration", elapsed_ms, Unit::Milliseconds),
+        ],
+    );
 }

@@ -28,6 +28,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use celeriac_platform::config::LlmConfig;
+use celeriac_platform::metrics::{self, Unit};
 pub use probe::BedrockProbe;
 use schema::ToolCall;
 
@@ -277,6 +278,13 @@ impl BedrockLlm {
                 }
                 Failure::Retry(err) | Failure::Stop(err) => {
                     tracing::warn!(operation, model = %self.settings.model_id, attempts = attempt, error = %err, "model call failed");
+                    metrics::emit(
+                        &[("Model", &self.settings.model_id), ("Operation", operation)],
+                        &[
+                            ("Failures", 1.0, Unit::Count),
+                            ("Attempts", f64::from(attempt), Unit::Count),
+                        ],
+                    );
                     return Err(err);
                 }
             }
@@ -302,14 +310,25 @@ impl BedrockLlm {
         self.counters
             .output_tokens
             .fetch_add(output_tokens, Ordering::Relaxed);
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
             operation,
             model = %self.settings.model_id,
             attempts,
             input_tokens,
             output_tokens,
-            latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            latency_ms,
             "model answered"
+        );
+        #[allow(clippy::cast_precision_loss)]
+        metrics::emit(
+            &[("Model", &self.settings.model_id), ("Operation", operation)],
+            &[
+                ("InputTokens", input_tokens as f64, Unit::Count),
+                ("OutputTokens", output_tokens as f64, Unit::Count),
+                ("Attempts", f64::from(attempts), Unit::Count),
+                ("Latency", latency_ms as f64, Unit::Milliseconds),
+            ],
         );
         match output.output {
             Some(Output::Message(message)) => message.content,
