@@ -22,9 +22,6 @@ use celeriac_shop::orders::http::OrdersApi;
 
 use crate::dev_api;
 
-/// Tasks the dev worker runs concurrently.
-const WORKER_CONCURRENCY: usize = 8;
-
 /// Every HTTP function's routes, merged, with the dev-only task routes.
 pub fn routes(
     config: &Config,
@@ -120,7 +117,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     // At least a permit per queue: a poller waits for its queue holding one, so with fewer
     // permits than queues some queue's tasks would wait for another's idle receive.
     let queues = registry.queues();
-    let concurrency = WORKER_CONCURRENCY.max(queues.len());
+    let concurrency = crate::DEFAULT_CONCURRENCY.max(queues.len());
     let worker = Worker::new(
         transport,
         Runner::new(registry.clone(), kv).with_lease(std::time::Duration::from_secs(30)),

@@ -42,10 +42,11 @@ pub enum Command {
         /// Queues to consume, comma-separated (default: every task's queue).
         #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
-        /// Tasks run at once. Fewer than the queues polled makes the queues take turns
-        /// (each waits up to 50 ms per turn).
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
+        /// Tasks run at once (default: 8, or one per queue polled when there are more).
+        /// Fewer than the queues polled makes the queues take turns (each waits up to
+        /// 50 ms per turn).
+        #[arg(long)]
+        concurrency: Option<usize>,
         /// Seconds after which another worker takes over a delivery this one left
         /// unacknowledged (it died).
         #[arg(long, default_value_t = 30)]
@@ -226,9 +227,13 @@ async fn redis_streams(
     Ok((std::sync::Arc::new(streams), kv))
 }
 
+/// Tasks a worker runs at once unless told otherwise (at least one per queue it polls,
+/// so no queue waits for another's idle receive).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
 async fn worker(
     queues: Vec<String>,
-    concurrency: usize,
+    concurrency: Option<usize>,
     visibility: Duration,
 ) -> anyhow::Result<()> {
     let (streams, kv) = redis_streams(visibility).await?;
@@ -243,6 +248,7 @@ async fn worker(
     } else {
         queues
     };
+    let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY.max(queues.len()));
     let runner = celeriac_tasks::Runner::new(registry, kv).with_lease(visibility);
     celeriac_tasks::Worker::new(streams, runner, queues, concurrency)
         .run(dev::shutdown_signal())
