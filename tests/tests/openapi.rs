@@ -496,6 +496,15 @@ async fn calendar(api: &mut Contract) {
     ];
     let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
     assert_eq!(status, 202);
+    let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
+    assert_eq!(
+        status, 202,
+        "a repeated message number is already processed"
+    );
+    headers[3] = ("X-Goog-Resource-State", "sync");
+    let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
+    assert_eq!(status, 200, "a sync message is acknowledged");
+    headers[3] = ("X-Goog-Resource-State", "exists");
     headers[1] = ("X-Goog-Channel-Token", "wrong");
     let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
     assert_eq!(status, 403);
