@@ -37,17 +37,17 @@ impl Contract {
         }
     }
 
-    /// Calls `method path` (an instance of the documented `route`), checks the answer
-    /// against the document, and returns its status and body.
-    async fn call(
-        &mut self,
-        method: Method,
-        route: &str,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-        bearer: Option<&str>,
-    ) -> (u16, Value) {
+    /// Sends `call`, checks that it answers `expected` and that the answer is what the
+    /// document says, and returns the body.
+    async fn expect(&mut self, expected: u16, call: Call<'_>) -> Value {
+        let Call {
+            method,
+            route,
+            path,
+            body,
+            headers,
+            bearer,
+        } = call;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
@@ -55,7 +55,7 @@ impl Contract {
             request = request.json(&body);
         }
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            request = request.header(name, value);
         }
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
@@ -68,8 +68,9 @@ impl Contract {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
         };
+        assert_eq!(status, expected, "{method} {path}: {body}");
         self.check(&method, route, status, &body);
-        (status, body)
+        body
     }
 
     fn check(&mut self, method: &Method, route: &str, status: u16, body: &Value) {
@@ -134,12 +135,78 @@ impl Contract {
     }
 }
 
+/// One request: the documented route, the path that fills it in, and what it carries.
+struct Call<'a> {
+    method: Method,
+    route: &'a str,
+    path: String,
+    body: Option<Value>,
+    headers: Vec<(&'a str, String)>,
+    bearer: Option<String>,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, route: &'a str) -> Self {
+        Self {
+            method,
+            route,
+            path: route.to_owned(),
+            body: None,
+            headers: Vec::new(),
+            bearer: None,
+        }
+    }
+
+    fn get(route: &'a str) -> Self {
+        Self::new(Method::GET, route)
+    }
+
+    fn post(route: &'a str) -> Self {
+        Self::new(Method::POST, route)
+    }
+
+    fn delete(route: &'a str) -> Self {
+        Self::new(Method::DELETE, route)
+    }
+
+    /// The path, when the route has parameters or a query.
+    fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    fn bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_owned());
+        self
+    }
+
+    fn header(mut self, name: &'a str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+}
+
 #[tokio::test]
 async fn every_operation_answers_as_the_document_says() {
     let outbox = std::env::temp_dir().join(format!("celeriac-openapi-outbox-{}", free_port()));
     let server = DevServer::start(&[("MAIL_OUTBOX_DIR", outbox.display().to_string())]);
     let mut api = Contract::new(&server);
-    platform_and_accounts(&mut api, &outbox).await;
+    api.expect(200, Call::get("/api/health/")).await;
+    let token = accounts(&mut api, &outbox).await;
+    shop(&mut api, &token).await;
+    wellness(&mut api).await;
+    recall(&mut api, &token).await;
+    calendar(&mut api).await;
+    let new_email = unique_email("openapi-new");
+    let change = Call::post("/api/v1/user/email").json(json!({"new_email": new_email}));
+    api.expect(202, change.bearer(&token)).await;
+    api.expect(204, Call::post("/api/v1/user/logout").bearer(&token))
+        .await;
     assert_eq!(
         api.covered,
         api.operations(),
@@ -148,320 +215,163 @@ async fn every_operation_answers_as_the_document_says() {
     );
 }
 
-async fn platform_and_accounts(api: &mut Contract, outbox: &Path) {
-    use Method as M;
-    let (status, _) = api
-        .call(M::GET, "/api/health/", "/api/health/", None, &[], None)
-        .await;
-    assert_eq!(status, 200);
-
-    // Accounts: register, the email task's status, confirm, log in.
+/// Registers, follows the email task and the confirmation link, logs in and refreshes;
+/// the access token.
+async fn accounts(api: &mut Contract, outbox: &Path) -> String {
     let email = unique_email("openapi");
     let password = "green tea at five";
-    let route = "/api/v1/user/registration";
-    let (status, registered) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"email": email, "password": password, "name": "Mei"})),
-            &[],
-            None,
+    let registration = "/api/v1/user/registration";
+    let registered = api
+        .expect(
+            201,
+            Call::post(registration)
+                .json(json!({"email": email, "password": password, "name": "Mei"})),
         )
         .await;
-    assert_eq!(status, 201);
-    let (status, _) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"email": "no"})),
-            &[],
-            None,
-        )
+    api.expect(400, Call::post(registration).json(json!({"email": "no"})))
         .await;
-    assert_eq!(status, 400);
     let task = registered["confirmation"]["email_task_id"]
         .as_str()
         .expect("task id")
         .to_owned();
     for route in ["/task/{task_id}/status", "/webhook/task-status/{task_id}"] {
-        let path = route.replace("{task_id}", &task);
-        let (status, _) = api.call(M::GET, route, &path, None, &[], None).await;
-        assert_eq!(status, 200);
+        api.expect(200, Call::get(route).at(route.replace("{task_id}", &task)))
+            .await;
         let unknown = route.replace("{task_id}", "5d1c9a77-0000-4000-8000-000000000000");
-        let (status, _) = api.call(M::GET, route, &unknown, None, &[], None).await;
-        assert_eq!(status, 404);
+        api.expect(404, Call::get(route).at(unknown)).await;
     }
     let link = confirmation_link(&outbox_text(outbox, &email).await).expect("a link");
     let confirm = &link[link.find("/api/").expect("path")..];
-    let (status, _) = api
-        .call(M::GET, "/api/v1/user/confirm", confirm, None, &[], None)
+    api.expect(200, Call::get("/api/v1/user/confirm").at(confirm))
         .await;
-    assert_eq!(status, 200);
-    let route = "/api/v1/user/login";
-    let (status, session) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"email": email, "password": password})),
-            &[],
-            None,
+    let login = "/api/v1/user/login";
+    let session = api
+        .expect(
+            200,
+            Call::post(login).json(json!({"email": email, "password": password})),
         )
         .await;
-    assert_eq!(status, 200);
-    let (status, _) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"email": email, "password": "not it at all"})),
-            &[],
-            None,
-        )
+    let wrong = json!({"email": email, "password": "not it at all"});
+    api.expect(401, Call::post(login).json(wrong)).await;
+    let refresh = json!({"refresh_token": session["refresh_token"]});
+    let session = api
+        .expect(200, Call::post("/api/v1/user/refresh").json(refresh))
         .await;
-    assert_eq!(status, 401);
-    let route = "/api/v1/user/refresh";
-    let (status, session) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"refresh_token": session["refresh_token"]})),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
     let token = session["access_token"].as_str().expect("token").to_owned();
-    let route = "/api/v1/user/me";
-    let (status, _) = api
-        .call(M::GET, route, route, None, &[], Some(&token))
+    api.expect(200, Call::get("/api/v1/user/me").bearer(&token))
         .await;
-    assert_eq!(status, 200);
-    let (status, _) = api.call(M::GET, route, route, None, &[], None).await;
-    assert_eq!(status, 401);
-
-    shop(api, &token).await;
-    wellness(api).await;
-    recall(api, &token).await;
-    calendar(api).await;
-
-    let route = "/api/v1/user/email";
-    let new_email = unique_email("openapi-new");
-    let (status, _) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"new_email": new_email})),
-            &[],
-            Some(&token),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let route = "/api/v1/user/logout";
-    let (status, _) = api
-        .call(M::POST, route, route, None, &[], Some(&token))
-        .await;
-    assert_eq!(status, 204);
+    api.expect(401, Call::get("/api/v1/user/me")).await;
+    token
 }
 
 async fn shop(api: &mut Contract, token: &str) {
-    use Method as M;
-    let (status, catalogue) = api
-        .call(M::GET, "/api/v1/skus", "/api/v1/skus", None, &[], None)
-        .await;
-    assert_eq!(status, 200);
+    let catalogue = api.expect(200, Call::get("/api/v1/skus")).await;
     let sku = catalogue["skus"][0]["id"]
         .as_str()
         .expect("a sku")
         .to_owned();
-    let route = "/api/v1/orders";
-    let (status, created) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"items": [{"sku_id": sku, "quantity": 1}]})),
-            &[],
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let (status, _) = api
-        .call(
-            M::POST,
-            route,
-            route,
-            Some(json!({"items": [{"sku_id": sku, "quantity": 100}]})),
-            &[],
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 409, "more than the stock");
+    let order = |quantity: u32| {
+        Call::post("/api/v1/orders")
+            .json(json!({"items": [{"sku_id": sku, "quantity": quantity}]}))
+            .bearer(token)
+    };
+    let created = api.expect(201, order(1)).await;
+    api.expect(409, order(100)).await; // more than the stock
     let id = created["order"]["id"]
         .as_str()
         .expect("order id")
         .to_owned();
-    let route = "/api/v1/orders/{order_id}";
-    let (status, _) = api
-        .call(
-            M::GET,
-            route,
-            &format!("/api/v1/orders/{id}"),
-            None,
-            &[],
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let show = "/api/v1/orders/{order_id}";
+    api.expect(
+        200,
+        Call::get(show)
+            .at(format!("/api/v1/orders/{id}"))
+            .bearer(token),
+    )
+    .await;
     let unknown = "/api/v1/orders/5d1c9a77-0000-4000-8000-000000000000";
-    let (status, _) = api
-        .call(M::GET, route, unknown, None, &[], Some(token))
+    api.expect(404, Call::get(show).at(unknown).bearer(token))
         .await;
-    assert_eq!(status, 404);
-    let route = "/api/v1/orders/{order_id}/pay";
-    let pay = format!("/api/v1/orders/{id}/pay");
-    let (status, _) = api.call(M::POST, route, &pay, None, &[], Some(token)).await;
-    assert_eq!(status, 200);
-    let (status, _) = api.call(M::POST, route, &pay, None, &[], Some(token)).await;
-    assert_eq!(status, 409, "already paid");
+    let pay = || {
+        Call::post("/api/v1/orders/{order_id}/pay")
+            .at(format!("/api/v1/orders/{id}/pay"))
+            .bearer(token)
+    };
+    api.expect(200, pay()).await;
+    api.expect(409, pay()).await; // already paid
 }
 
 async fn wellness(api: &mut Contract) {
-    use Method as M;
     let user = format!("openapi{}", free_port());
-    let (status, _) = api
-        .call(
-            M::POST,
-            "/chat",
-            "/chat",
-            Some(json!({"user_id": user, "message": "I feel stressed at work"})),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = api
-        .call(
-            M::POST,
-            "/chat",
-            "/chat",
-            Some(json!({"user_id": "", "message": "hi"})),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(status, 400);
+    let message = json!({"user_id": user, "message": "I feel stressed at work"});
+    api.expect(200, Call::post("/chat").json(message)).await;
+    let nobody = json!({"user_id": "", "message": "hi"});
+    api.expect(400, Call::post("/chat").json(nobody)).await;
     for route in ["/user/{user_id}/topic", "/user/{user_id}/recommendations"] {
-        let path = route.replace("{user_id}", &user);
-        let (status, _) = api.call(M::GET, route, &path, None, &[], None).await;
-        assert_eq!(status, 200);
+        api.expect(200, Call::get(route).at(route.replace("{user_id}", &user)))
+            .await;
     }
     for route in ["/content/articles", "/content/videos", "/content/quotes"] {
-        let (status, _) = api
-            .call(
-                M::GET,
-                route,
-                &format!("{route}?topic=stress"),
-                None,
-                &[],
-                None,
-            )
+        api.expect(200, Call::get(route).at(format!("{route}?topic=stress")))
             .await;
-        assert_eq!(status, 200);
     }
 }
 
 async fn recall(api: &mut Contract, token: &str) {
-    use Method as M;
-    let route = "/api/conversations/";
-    let body = json!({
-        "title": "Q3 report",
-        "priority": "high",
-        "content": "Anna: We need to submit the Q3 report to the board by Friday."
-    });
-    let (status, created) = api
-        .call(M::POST, route, route, Some(body.clone()), &[], Some(token))
-        .await;
-    assert_eq!(status, 201);
-    let (status, _) = api.call(M::POST, route, route, Some(body), &[], None).await;
-    assert_eq!(status, 401);
+    let create = || {
+        Call::post("/api/conversations/").json(json!({
+            "title": "Q3 report",
+            "priority": "high",
+            "content": "Anna: We need to submit the Q3 report to the board by Friday."
+        }))
+    };
+    let created = api.expect(201, create().bearer(token)).await;
+    api.expect(401, create()).await;
     let id = created["id"].as_i64().expect("id");
-    let route = "/api/conversations/{id}/";
-    let (status, _) = api
-        .call(
-            M::GET,
-            route,
-            &format!("/api/conversations/{id}/"),
-            None,
-            &[],
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = api
-        .call(
-            M::GET,
-            route,
-            "/api/conversations/999999/",
-            None,
-            &[],
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 404);
+    let show = "/api/conversations/{id}/";
+    api.expect(
+        200,
+        Call::get(show)
+            .at(format!("/api/conversations/{id}/"))
+            .bearer(token),
+    )
+    .await;
+    api.expect(
+        404,
+        Call::get(show)
+            .at("/api/conversations/999999/")
+            .bearer(token),
+    )
+    .await;
 }
 
 async fn calendar(api: &mut Contract) {
-    use Method as M;
     let user = format!("openapi{}", free_port());
-    let route = "/webhook/setup/{user_id}";
-    let (status, channel) = api
-        .call(
-            M::POST,
-            route,
-            &format!("/webhook/setup/{user}"),
-            None,
-            &[],
-            None,
+    let channel = api
+        .expect(
+            201,
+            Call::post("/webhook/setup/{user_id}").at(format!("/webhook/setup/{user}")),
         )
         .await;
-    assert_eq!(status, 201);
     for route in [
         "/webhook/status/{user_id}",
         "/calendar/{user_id}/events",
         "/calendar/{user_id}/calendars",
     ] {
-        let path = route.replace("{user_id}", &user);
-        let (status, _) = api.call(M::GET, route, &path, None, &[], None).await;
-        assert_eq!(status, 200);
+        api.expect(200, Call::get(route).at(route.replace("{user_id}", &user)))
+            .await;
     }
-    let route = "/calendar/{user_id}/events/{event_id}";
-    let (status, _) = api
-        .call(
-            M::GET,
-            route,
-            &format!("/calendar/{user}/events/tea-tasting"),
-            None,
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = api
-        .call(
-            M::GET,
-            route,
-            &format!("/calendar/{user}/events/no-such"),
-            None,
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(status, 404);
+    let event = "/calendar/{user_id}/events/{event_id}";
+    api.expect(
+        200,
+        Call::get(event).at(format!("/calendar/{user}/events/tea-tasting")),
+    )
+    .await;
+    api.expect(
+        404,
+        Call::get(event).at(format!("/calendar/{user}/events/no-such")),
+    )
+    .await;
 
     // The fixture's control route (dev only, not in the document) hands back the
     // notification Google would post.
@@ -480,38 +390,26 @@ async fn calendar(api: &mut Contract) {
         .expect("JSON");
     let notification = &changed["notifications"][0];
     let header = |name: &str| notification[name].as_str().unwrap_or_default().to_owned();
-    let (id, token, resource, number) = (
-        header("X-Goog-Channel-ID"),
-        header("X-Goog-Channel-Token"),
-        header("X-Goog-Resource-ID"),
-        header("X-Goog-Message-Number"),
-    );
-    let route = "/webhook/google-calendar";
-    let mut headers = vec![
-        ("X-Goog-Channel-ID", id.as_str()),
-        ("X-Goog-Channel-Token", token.as_str()),
-        ("X-Goog-Resource-ID", resource.as_str()),
-        ("X-Goog-Resource-State", "exists"),
-        ("X-Goog-Message-Number", number.as_str()),
-    ];
-    let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
-    assert_eq!(status, 202);
-    let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
-    assert_eq!(
-        status, 202,
-        "a repeated message number is already processed"
-    );
-    headers[3] = ("X-Goog-Resource-State", "sync");
-    let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
-    assert_eq!(status, 200, "a sync message is acknowledged");
-    headers[3] = ("X-Goog-Resource-State", "exists");
-    headers[1] = ("X-Goog-Channel-Token", "wrong");
-    let (status, _) = api.call(M::POST, route, route, None, &headers, None).await;
-    assert_eq!(status, 403);
+    let (id, number) = (header("X-Goog-Channel-ID"), header("X-Goog-Message-Number"));
+    let notify = |token: &str, state: &str| {
+        Call::post("/webhook/google-calendar")
+            .header("X-Goog-Channel-ID", &id)
+            .header("X-Goog-Channel-Token", token)
+            .header("X-Goog-Resource-ID", &header("X-Goog-Resource-ID"))
+            .header("X-Goog-Resource-State", state)
+            .header("X-Goog-Message-Number", &number)
+    };
+    let token = header("X-Goog-Channel-Token");
+    api.expect(202, notify(&token, "exists")).await;
+    api.expect(202, notify(&token, "exists")).await; // already processed
+    api.expect(200, notify(&token, "sync")).await; // acknowledged
+    api.expect(403, notify("wrong", "exists")).await;
 
-    let route = "/webhook/unsubscribe/{channel_id}";
     let channel_id = channel["channel_id"].as_str().expect("channel id");
-    let path = format!("/webhook/unsubscribe/{channel_id}");
-    let (status, _) = api.call(M::DELETE, route, &path, None, &[], None).await;
-    assert_eq!(status, 200);
+    api.expect(
+        200,
+        Call::delete("/webhook/unsubscribe/{channel_id}")
+            .at(format!("/webhook/unsubscribe/{channel_id}")),
+    )
+    .await;
 }
