@@ -166,3 +166,79 @@ async fn a_bad_setting_stops_celeriac_dev_with_the_variable_named() {
     assert!(stderr.contains("REDIS_URL"), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }
+
+/// Stores `secret` in moto's Secrets Manager under a fresh name; its ARN.
+async fn stored_secret(secret: &str) -> Option<String> {
+    let sdk = celeriac_testkit::moto_sdk().await?;
+    let created = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(format!("celeriac-health-{}", celeriac_testkit::free_port()))
+        .secret_string(secret)
+        .send()
+        .await
+        .expect("moto stores the secret");
+    Some(created.arn.expect("an ARN"))
+}
+
+/// `celeriac dev` reading its database from a Secrets Manager secret on moto.
+fn secret_env(arn: String, moto: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_SECRET_ARN", arn),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+#[tokio::test]
+async fn the_database_can_come_from_an_rds_style_secret() {
+    let (Some(db), Some(moto)) = (
+        standin("CELERIAC_TEST_DATABASE_URL"),
+        standin("CELERIAC_TEST_MOTO_URL"),
+    ) else {
+        return;
+    };
+    // The secret RDS keeps for a database, with the stand-in's address and credentials.
+    let url = reqwest::Url::parse(&db).expect("a database URL");
+    let password = url.password().expect("a password").to_owned();
+    let secret = serde_json::json!({
+        "engine": "postgres",
+        "host": url.host_str(),
+        "port": url.port(),
+        "username": url.username(),
+        "password": password,
+        "dbname": url.path().trim_start_matches('/'),
+    });
+    let Some(arn) = stored_secret(&secret.to_string()).await else {
+        return;
+    };
+    let server = DevServer::start(&secret_env(arn, moto));
+    let (status, body) = health(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_components(&body, &[("database", "postgres")]);
+    assert!(
+        !server.log().contains(&password),
+        "the password reached the log"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_that_is_not_rds_style_json_stops_celeriac_dev_saying_so() {
+    let Some(moto) = standin("CELERIAC_TEST_MOTO_URL") else {
+        return;
+    };
+    let Some(arn) = stored_secret("password=hunter2-in-plain-text").await else {
+        return;
+    };
+    let output = std::process::Command::new(celeriac_testkit::workspace_binary("celeriac"))
+        .args(["dev", "--port", &celeriac_testkit::free_port().to_string()])
+        .env_clear()
+        .envs(secret_env(arn, moto))
+        .output()
+        .expect("run celeriac dev");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not RDS-style JSON"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
