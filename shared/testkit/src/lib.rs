@@ -129,11 +129,16 @@ pub async fn database_in_fresh_schema(
         unreachable!("the stand-in is a URL");
     };
     let url = url.expose_secret().to_owned();
+    // Process, call and clock together: two tests of one process can read the same clock
+    // value (a CI run saw "schema already exists"), and a process id can come back in a
+    // later run while its schemas are still there.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let schema = format!("{prefix}_test_{}_{nanos}", std::process::id());
+    let schema = format!("{prefix}_test_{}_{call}_{nanos}", std::process::id());
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .expect("connect to the PostgreSQL stand-in");
