@@ -129,16 +129,7 @@ pub async fn database_in_fresh_schema(
         unreachable!("the stand-in is a URL");
     };
     let url = url.expose_secret().to_owned();
-    // Process, call and clock together: two tests of one process can read the same clock
-    // value (a CI run saw "schema already exists"), and a process id can come back in a
-    // later run while its schemas are still there.
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let schema = format!("{prefix}_test_{}_{call}_{nanos}", std::process::id());
+    let schema = format!("{prefix}_test_{}", unique_suffix());
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .expect("connect to the PostgreSQL stand-in");
@@ -163,11 +154,20 @@ pub fn dead_address() -> String {
 
 /// A prefix that keeps one test's keys apart from every other run's.
 pub fn unique_prefix(test: &str) -> String {
+    format!("test:{test}:{}", unique_suffix())
+}
+
+/// Process, call and clock together, `_`-separated: unique across the tests of one
+/// process (two can read the same clock value: a CI run saw a schema "already exists")
+/// and across runs (a process id comes back while earlier runs' data is still there).
+fn unique_suffix() -> String {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("test:{test}:{}:{nanos}", std::process::id())
+    format!("{}_{call}_{nanos}", std::process::id())
 }
 
 /// A binary of this workspace, built by `cargo build --workspace --bins` into the same
