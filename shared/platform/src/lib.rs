@@ -12,6 +12,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod telemetry;
+pub mod token;
 
 pub use config::Config;
 pub use error::Error;

@@ -4,56 +4,14 @@
 //! raised later without breaking old hashes). Hashing takes tens of milliseconds of CPU on
 //! purpose, so it runs on the blocking pool, away from the request tasks.
 //!
-//! Tokens (email confirmation, refresh) are 256 random bits from the OS generator, handed
-//! out once in hex; only their SHA-256 is stored, so a leaked table or key space does not
-//! yield usable tokens. A plain hash suffices (no salt, no stretching) because the input
-//! is already uniformly random and unguessable.
+//! Tokens (email confirmation, refresh) are the platform's ([`celeriac_platform::token`]):
+//! handed out once, only their SHA-256 stored.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
-/// A token as handed to its owner (in a link or a response), never stored.
-#[derive(Clone)]
-pub struct Token(SecretString);
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token([redacted])")
-    }
-}
-
-impl Token {
-    /// A fresh random token.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::fill(&mut bytes);
-        Self(SecretString::from(hex::encode(bytes)))
-    }
-
-    /// The token text, for the one place it is handed out.
-    pub fn reveal(&self) -> &str {
-        self.0.expose_secret()
-    }
-
-    /// What is stored in its place.
-    pub fn digest(&self) -> TokenDigest {
-        TokenDigest::of(self.reveal())
-    }
-}
-
-/// The SHA-256 of a token: what stores keep and look up by.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TokenDigest(pub [u8; 32]);
-
-impl TokenDigest {
-    /// The digest of a presented token (whatever its shape: an unknown one simply matches
-    /// nothing).
-    pub fn of(presented: &str) -> Self {
-        Self(Sha256::digest(presented.trim().as_bytes()).into())
-    }
-}
+pub use celeriac_platform::token::{Token, TokenDigest};
 
 /// Why a password could not be hashed or checked.
 #[derive(Debug, thiserror::Error)]
@@ -116,16 +74,5 @@ mod tests {
         assert!(verify_password(SecretString::from("correct horse"), hash.clone()).await);
         assert!(!verify_password(SecretString::from("wrong horse"), hash).await);
         assert!(!verify_password(SecretString::from("x"), "not a hash".into()).await);
-    }
-
-    #[test]
-    fn tokens_are_256_random_bits_and_stored_as_digests() {
-        let a = Token::generate();
-        let b = Token::generate();
-        assert_eq!(a.reveal().len(), 64);
-        assert_ne!(a.reveal(), b.reveal());
-        assert_eq!(a.digest(), TokenDigest::of(a.reveal()));
-        assert_ne!(a.digest().0.to_vec(), a.reveal().as_bytes().to_vec());
-        assert!(!format!("{a:?}").contains(a.reveal()));
     }
 }
