@@ -48,13 +48,8 @@ async fn celeriac_dev_serves_the_api_document() {
 /// Creates an SQS queue on moto and returns its URL.
 async fn create_queue(name: &str) -> Option<String> {
     let sdk = celeriac_testkit::moto_sdk().await?;
-    let created = aws_sdk_sqs::Client::new(&sdk)
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("moto creates the queue");
-    Some(created.queue_url.expect("a queue URL"))
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    celeriac_testkit::sqs_queues(&sqs, "", &[name]).await.pop()
 }
 
 /// Every listed component reports ok through the named adapter.

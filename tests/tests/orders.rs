@@ -114,26 +114,13 @@ async fn scenario(server: &DevServer, outbox: &std::path::Path) {
     assert_eq!(peek.status(), StatusCode::NOT_FOUND);
 
     // The sweep, as beat would run it, with every unpaid order past its time.
-    let called = client
-        .post(
-            "/_celeriac/tasks",
-            json!({"task": "check_expired_orders", "args": {"older_than_minutes": 0}}),
-            None,
+    let task_id = client
+        .call_task(
+            "check_expired_orders",
+            Some(json!({"older_than_minutes": 0})),
         )
         .await;
-    assert!(called.status().is_success(), "{}", called.status());
-    let task_id = json_of(called).await["task_id"]
-        .as_str()
-        .expect("task id")
-        .to_owned();
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        state = json_of(client.get(&format!("/task/{task_id}/status"), None).await).await;
-        if state["state"] == "SUCCESS" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let state = client.task_finished(&task_id).await;
     assert_eq!(state["state"], "SUCCESS", "{state}");
     let unpaid_id = unpaid["id"].as_str().expect("id");
     let expired = json_of(

@@ -179,18 +179,7 @@ async fn a_conversation_created_while_the_queue_refuses_is_processed_after_the_r
     // The queue takes messages again; the retry schedule's run (as beat fires it every
     // 5 minutes) enqueues the deferred analysis, and the worker processes it.
     redis_command(&mut conn, &["ACL", "SETUSER", "default", "+xadd"]).await;
-    let called = client
-        .post(
-            "/_celeriac/tasks",
-            json!({"task": "retry_deferred_conversations"}),
-            None,
-        )
-        .await;
-    assert!(called.status().is_success(), "{}", called.status());
-    let task = json_of(called).await["task_id"]
-        .as_str()
-        .expect("task id")
-        .to_owned();
+    let task = client.call_task("retry_deferred_conversations", None).await;
     let status = client.task_finished(&task).await;
     assert_eq!(status["state"], "SUCCESS", "{status}\n{}", server.log());
     assert_eq!(status["result"]["enqueued"], json!([id]), "{status}");

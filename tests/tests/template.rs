@@ -47,15 +47,9 @@ fn binaries() -> BTreeMap<String, String> {
 
 /// (binary, CodeUri) for every function the template builds with cargo-lambda.
 fn template_functions() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(repo().join("template.yaml")).expect("template.yaml");
-    let template: Value = serde_norway::from_str(&text).expect("template.yaml is YAML");
-    let resources = template["Resources"].as_mapping().expect("Resources");
+    let template = template();
     let mut found = BTreeMap::new();
-    for (id, resource) in resources {
-        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
-            continue;
-        }
-        let id = id.as_str().expect("logical id");
+    for (id, resource) in functions(&template) {
         assert_eq!(
             resource["Metadata"]["BuildMethod"].as_str(),
             Some("rust-cargolambda"),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use celeriac_calendar::CalendarBackend;
 use celeriac_calendar::cache::CalendarCache;
 use celeriac_calendar::config::{CalendarConfig, ProviderConfig};
@@ -13,11 +12,9 @@ use celeriac_calendar::http::{self as endpoints, CalendarApi};
 use celeriac_calendar::provider::fixture::FixtureProvider;
 use celeriac_calendar::store::MemoryCalendarStore;
 use celeriac_kv::{MemoryKv, SharedKv};
-use celeriac_platform::config::HttpConfig;
 use celeriac_tasks::schedule::{Tick, TickLock};
 use celeriac_tasks::{InProcess, Outcome, Registry, Runner, TaskClient, TaskStore};
 use serde_json::Value;
-use tower::ServiceExt;
 
 fn sample(path: &str) -> String {
     let path = format!("{}/../../events/{path}.json", env!("CARGO_MANIFEST_DIR"));
@@ -54,20 +51,10 @@ fn dev() -> Dev {
     Dev { backend, kv, api }
 }
 
+/// `router` answering the API Gateway sample `events/{event}.json`.
 async fn call(router: Router, event: &str) -> (u16, Value) {
-    let request = lambda_http::request::from_str(&sample(event))
-        .expect("API Gateway event")
-        .map(|b| Body::from(b.to_vec()));
-    let app = celeriac_platform::http::app(router, &HttpConfig::default());
-    let response = app.oneshot(request).await.expect("response");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let (function, case) = event.split_once('/').expect("function/case");
+    celeriac_testkit::serve(router, celeriac_testkit::api_gateway_sample(function, case)).await
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use celeriac_kv::{MemoryKv, SharedKv};
 use celeriac_llm::{BedrockLlm, BedrockSettings, LocalEngine, SharedLlm};
+use celeriac_recall::RecallBackend;
 use celeriac_recall::store::Priority;
 use celeriac_recall::tasks::{BatchArgs, BatchItem, BatchProcessConversations};
 use celeriac_tasks::sqs::handle_batch;
@@ -30,6 +31,25 @@ async fn katan_model(flags: &[&str]) -> Option<(celeriac_testkit::LlmKatan, Shar
     Some((katan, Arc::new(llm)))
 }
 
+/// Two of mei's conversations, each with a deadline; their ids.
+async fn two_conversations(backend: &RecallBackend) -> (i64, i64) {
+    let a = create(
+        backend,
+        "mei",
+        Priority::Default,
+        "Anna: We need to submit the Q3 report by Friday.",
+    )
+    .await;
+    let b = create(
+        backend,
+        "mei",
+        Priority::Default,
+        "Ben: I'll send the marketing numbers by Wednesday.",
+    )
+    .await;
+    (a, b)
+}
+
 fn outcome_of(items: &[BatchItem], id: i64) -> &BatchItem {
     items
         .iter()
@@ -47,16 +67,7 @@ async fn a_failing_model_retries_with_the_row_untouched_then_dead_letters() {
     };
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let prefix = format!("f{}-", celeriac_testkit::free_port());
-    let mut urls = Vec::new();
-    for name in ["recall-ai", "recall-ai-dlq"] {
-        let out = sqs
-            .create_queue()
-            .queue_name(format!("{prefix}{name}"))
-            .send()
-            .await
-            .expect("create queue");
-        urls.push(out.queue_url.expect("url"));
-    }
+    let urls = celeriac_testkit::sqs_queues(&sqs, &prefix, &["recall-ai", "recall-ai-dlq"]).await;
     let backend = backend(llm);
     let id = create(
         &backend,
@@ -128,20 +139,7 @@ async fn a_failing_model_retries_with_the_row_untouched_then_dead_letters() {
 #[tokio::test]
 async fn a_batch_reports_each_conversation_and_a_bad_id_fails_alone() {
     let backend = backend(Arc::new(LocalEngine::new()));
-    let a = create(
-        &backend,
-        "mei",
-        Priority::Default,
-        "Anna: We need to submit the Q3 report by Friday.",
-    )
-    .await;
-    let b = create(
-        &backend,
-        "mei",
-        Priority::Default,
-        "Ben: I'll send the marketing numbers by Wednesday.",
-    )
-    .await;
+    let (a, b) = two_conversations(&backend).await;
     let task = BatchProcessConversations(backend.clone());
     let args = BatchArgs {
         conversation_ids: vec![a, 999, b],
@@ -190,20 +188,7 @@ async fn a_throttled_model_retries_the_batch_and_the_last_attempt_reports_it() {
         return;
     };
     let backend = backend(llm);
-    let a = create(
-        &backend,
-        "mei",
-        Priority::Default,
-        "Anna: We need to submit the Q3 report by Friday.",
-    )
-    .await;
-    let b = create(
-        &backend,
-        "mei",
-        Priority::Default,
-        "Ben: I'll send the marketing numbers by Wednesday.",
-    )
-    .await;
+    let (a, b) = two_conversations(&backend).await;
     let task = BatchProcessConversations(backend.clone());
     let args = BatchArgs {
         conversation_ids: vec![a, b, 999],

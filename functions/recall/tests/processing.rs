@@ -25,7 +25,6 @@ use celeriac_tasks::sqs::handle_batch;
 use celeriac_tasks::{SqsTransport, Task, TaskClient, TaskStore};
 use serde_json::{Value, json};
 use support::{attempt, backend, create, runner};
-use tower::ServiceExt;
 
 /// The local engine, counting the analyses that reach it.
 #[derive(Debug, Default)]
@@ -60,21 +59,6 @@ impl Llm for Counted {
 const DEADLINE: &str = "Anna: We need to submit the Q3 report to the board by Friday.\n\
                         Ben: I'll send the marketing numbers by Wednesday.";
 
-/// Queues `{prefix}{name}` on moto; their URLs.
-async fn queues(sqs: &aws_sdk_sqs::Client, prefix: &str, names: &[&str]) -> Vec<String> {
-    let mut urls = Vec::new();
-    for name in names {
-        let out = sqs
-            .create_queue()
-            .queue_name(format!("{prefix}{name}"))
-            .send()
-            .await
-            .expect("create queue");
-        urls.push(out.queue_url.expect("url"));
-    }
-    urls
-}
-
 #[tokio::test]
 async fn a_high_priority_conversation_travels_its_queue_and_a_duplicate_runs_once() {
     let Some(sdk) = celeriac_testkit::moto_sdk().await else {
@@ -82,7 +66,7 @@ async fn a_high_priority_conversation_travels_its_queue_and_a_duplicate_runs_onc
     };
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let prefix = format!("r{}-", celeriac_testkit::free_port());
-    let urls = queues(
+    let urls = celeriac_testkit::sqs_queues(
         &sqs,
         &prefix,
         &["recall-ai-high", "recall-ai", "recall-ai-low"],
@@ -213,16 +197,7 @@ async fn call(
         None => request.body(Body::empty()),
     }
     .expect("request");
-    let app = celeriac_platform::http::app(router, &Default::default());
-    let response = app.oneshot(request).await.expect("response");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    celeriac_testkit::serve(router, request).await
 }
 
 #[tokio::test]
@@ -332,7 +307,7 @@ async fn a_queue_outage_defers_creation_and_the_schedule_enqueues_it_later() {
     // The queue is back: the schedule enqueues the deferred analysis on its low queue.
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let prefix = format!("d{}-", celeriac_testkit::free_port());
-    let urls = queues(&sqs, &prefix, &["recall-ai-low"]).await;
+    let urls = celeriac_testkit::sqs_queues(&sqs, &prefix, &["recall-ai-low"]).await;
     let working = TaskClient::new(
         Arc::new(SqsTransport::new(&sdk, prefix)),
         TaskStore::new(kv),
@@ -385,16 +360,9 @@ async fn the_sample_events_reach_the_handlers() {
         ("conversation_create", "deadline"),
         ("conversation_show", "one"),
     ] {
-        let request = lambda_http::request::from_str(&sample(function, case))
-            .expect("API Gateway event")
-            .map(|b| Body::from(b.to_vec()));
-        let app = celeriac_platform::http::app(http::all(api.clone()), &Default::default());
-        let response = app.oneshot(request).await.expect("response");
-        assert_eq!(
-            response.status(),
-            401,
-            "{function}/{case} reached its route"
-        );
+        let request = celeriac_testkit::api_gateway_sample(function, case);
+        let (status, _) = celeriac_testkit::serve(http::all(api.clone()), request).await;
+        assert_eq!(status, 401, "{function}/{case} reached its route");
     }
     // The queue samples are envelopes the runner accepts.
     for (function, case, task) in [

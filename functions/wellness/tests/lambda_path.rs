@@ -6,37 +6,13 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use axum::body::Body;
-use axum::http::Request;
 use celeriac_kv::{RedisKv, SharedKv};
 use celeriac_llm::{CachedLlm, SharedLlm};
 use celeriac_tasks::sqs::handle_batch;
 use celeriac_tasks::{Registry, Runner, SqsTransport, TaskClient, TaskState, TaskStore};
+use celeriac_testkit::{api_gateway_sample, serve};
 use celeriac_wellness::WellnessBackend;
 use celeriac_wellness::http::{self, WellnessApi};
-use serde_json::Value;
-use tower::ServiceExt;
-
-fn sample(function: &str, case: &str) -> Request<Body> {
-    let path = format!(
-        "{}/../../events/{function}/{case}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let json = std::fs::read_to_string(&path).expect("events/ sample");
-    lambda_http::request::from_str(&json)
-        .expect("API Gateway event")
-        .map(|b| Body::from(b.to_vec()))
-}
-
-async fn call(router: axum::Router, request: Request<Body>) -> (u16, Value) {
-    let app = celeriac_platform::http::app(router, &Default::default());
-    let response = app.oneshot(request).await.expect("response");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (status, serde_json::from_slice(&bytes).expect("JSON"))
-}
 
 async fn count_of(backend: &WellnessBackend, topic: &str) -> u64 {
     let today = chrono::Utc::now().date_naive();
@@ -60,16 +36,12 @@ async fn chat_enqueues_on_sqs_and_the_queue_function_stores_the_topic_once() {
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let prefix = format!("w{}-", celeriac_testkit::free_port());
-    let mut urls = Vec::new();
-    for queue in ["wellness-topics", "wellness-recommendations"] {
-        let out = sqs
-            .create_queue()
-            .queue_name(format!("{prefix}{queue}"))
-            .send()
-            .await
-            .expect("create queue");
-        urls.push(out.queue_url.expect("url"));
-    }
+    let urls = celeriac_testkit::sqs_queues(
+        &sqs,
+        &prefix,
+        &["wellness-topics", "wellness-recommendations"],
+    )
+    .await;
 
     let llm: SharedLlm = Arc::new(CachedLlm::new(
         Arc::new(celeriac_llm::LocalEngine::new()),
@@ -82,7 +54,11 @@ async fn chat_enqueues_on_sqs_and_the_queue_function_stores_the_topic_once() {
     let client = TaskClient::new(transport, TaskStore::new(kv.clone()), "wellness_chat");
     let api = WellnessApi::new(backend.clone(), Some(client), None);
 
-    let (status, answer) = call(http::chat(api.clone()), sample("wellness_chat", "russian")).await;
+    let (status, answer) = serve(
+        http::chat(api.clone()),
+        api_gateway_sample("wellness_chat", "russian"),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["language"], "ru");
     let topic_task = answer["task_ids"]["extract_topic_from_message"]
@@ -110,12 +86,16 @@ async fn chat_enqueues_on_sqs_and_the_queue_function_stores_the_topic_once() {
         .expect("record");
     assert_eq!(record.status, TaskState::Success);
 
-    let (status, topic) = call(http::user_topic(api.clone()), sample("user_topic", "get")).await;
+    let (status, topic) = serve(
+        http::user_topic(api.clone()),
+        api_gateway_sample("user_topic", "get"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(topic["topic"], "стресс", "{topic}");
-    let (_, recommendations) = call(
+    let (_, recommendations) = serve(
         http::recommendations(api.clone()),
-        sample("user_recommendations", "get"),
+        api_gateway_sample("user_recommendations", "get"),
     )
     .await;
     assert_eq!(

@@ -114,10 +114,8 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let template_path = std::env::var("CELERIAC_TEMPLATE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from("template.yaml"));
-    // At least a permit per queue: a poller waits for its queue holding one, so with fewer
-    // permits than queues some queue's tasks would wait for another's idle receive.
     let queues = registry.queues();
-    let concurrency = crate::DEFAULT_CONCURRENCY.max(queues.len());
+    let concurrency = crate::default_concurrency(queues.len());
     let worker = Worker::new(
         transport,
         Runner::new(registry.clone(), kv).with_lease(std::time::Duration::from_secs(30)),

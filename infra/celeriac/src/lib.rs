@@ -227,9 +227,11 @@ async fn redis_streams(
     Ok((std::sync::Arc::new(streams), kv))
 }
 
-/// Tasks a worker runs at once unless told otherwise (at least one per queue it polls,
-/// so no queue waits for another's idle receive).
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Tasks a worker polling `queues` queues runs at once unless told otherwise: 8, or one
+/// per queue when there are more, so no queue waits for another's idle receive.
+pub fn default_concurrency(queues: usize) -> usize {
+    queues.max(8)
+}
 
 async fn worker(
     queues: Vec<String>,
@@ -248,7 +250,7 @@ async fn worker(
     } else {
         queues
     };
-    let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY.max(queues.len()));
+    let concurrency = concurrency.unwrap_or_else(|| default_concurrency(queues.len()));
     let runner = celeriac_tasks::Runner::new(registry, kv).with_lease(visibility);
     celeriac_tasks::Worker::new(streams, runner, queues, concurrency)
         .run(dev::shutdown_signal())

@@ -360,6 +360,54 @@ pub async fn sdk_at(url: String) -> aws_config::SdkConfig {
         .await
 }
 
+/// Creates the SQS queues `{prefix}{name}` (on moto); their URLs, in order.
+pub async fn sqs_queues(client: &aws_sdk_sqs::Client, prefix: &str, names: &[&str]) -> Vec<String> {
+    let mut urls = Vec::with_capacity(names.len());
+    for name in names {
+        let out = client
+            .create_queue()
+            .queue_name(format!("{prefix}{name}"))
+            .send()
+            .await
+            .expect("create queue");
+        urls.push(out.queue_url.expect("a queue URL"));
+    }
+    urls
+}
+
+/// The API Gateway sample event `events/{function}/{case}.json` as the request
+/// `lambda_http` hands a function.
+pub fn api_gateway_sample(function: &str, case: &str) -> axum::http::Request<axum::body::Body> {
+    let path = format!(
+        "{}/../../events/{function}/{case}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    lambda_http::request::from_str(&json)
+        .expect("an API Gateway event")
+        .map(|body| axum::body::Body::from(body.to_vec()))
+}
+
+/// Serves one request through `router` with the platform's layers, as a function does;
+/// the status and the JSON body (`Null` when the body is not JSON).
+pub async fn serve(
+    router: axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let app =
+        celeriac_platform::http::app(router, &celeriac_platform::config::HttpConfig::default());
+    let response = app.oneshot(request).await.expect("response");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// Receives `n` messages from the SQS queue at `queue_url` and shapes them as the Lambda
 /// event source mapping delivers them (`Records` with the receipt handle, the body and
 /// `ApproximateReceiveCount`), for a test to hand to a queue-triggered handler.

@@ -53,6 +53,21 @@ impl Client {
 }
 
 impl Client {
+    /// Enqueues `task` with `args` through `celeriac dev`'s `POST /_celeriac/tasks`, as
+    /// beat or `celeriac call` would; its id.
+    pub async fn call_task(&self, task: &str, args: Option<Value>) -> String {
+        let mut body = json!({ "task": task });
+        if let Some(args) = args {
+            body["args"] = args;
+        }
+        let called = self.post("/_celeriac/tasks", body, None).await;
+        assert!(called.status().is_success(), "{}", called.status());
+        json_of(called).await["task_id"]
+            .as_str()
+            .expect("task id")
+            .to_owned()
+    }
+
     /// Waits until the task's state is final (`GET /task/{id}/status`); returns its status
     /// document.
     pub async fn task_finished(&self, task_id: &str) -> Value {
