@@ -199,7 +199,7 @@ async fn every_operation_answers_as_the_document_says() {
     api.expect(200, Call::get("/api/health/")).await;
     let token = accounts(&mut api, &outbox).await;
     shop(&mut api, &token).await;
-    wellness(&mut api).await;
+    wellness(&mut api, &token).await;
     recall(&mut api, &token).await;
     calendar(&mut api).await;
     let new_email = unique_email("openapi-new");
@@ -301,14 +301,40 @@ async fn shop(api: &mut Contract, token: &str) {
     api.expect(409, pay()).await; // already paid
 }
 
-async fn wellness(api: &mut Contract) {
-    let user = format!("openapi{}", free_port());
-    let message = json!({"user_id": user, "message": "I feel stressed at work"});
-    api.expect(200, Call::post("/chat").json(message)).await;
-    let nobody = json!({"user_id": "", "message": "hi"});
-    api.expect(400, Call::post("/chat").json(nobody)).await;
+async fn wellness(api: &mut Contract, token: &str) {
+    let me = api
+        .expect(200, Call::get("/api/v1/user/me").bearer(token))
+        .await;
+    let user = me["user"]["id"].as_str().expect("user id").to_owned();
+    let message = json!({"message": "I feel stressed at work"});
+    let chat = api
+        .expect(200, Call::post("/chat").json(message.clone()).bearer(token))
+        .await;
+    api.expect(401, Call::post("/chat").json(message)).await;
+    let someone_else = json!({"user_id": "someone-else", "message": "hi"});
+    api.expect(404, Call::post("/chat").json(someone_else).bearer(token))
+        .await;
+    let nothing_to_answer = json!({"message": "🙂"});
+    api.expect(
+        400,
+        Call::post("/chat").json(nothing_to_answer).bearer(token),
+    )
+    .await;
+    let task = chat["task_ids"]["extract_topic_from_message"]
+        .as_str()
+        .expect("task id");
+    let status = "/task/{task_id}/status";
+    let own_task = status.replace("{task_id}", task);
+    api.expect(200, Call::get(status).at(own_task.clone()).bearer(token))
+        .await;
+    api.expect(404, Call::get(status).at(own_task)).await;
     for route in ["/user/{user_id}/topic", "/user/{user_id}/recommendations"] {
-        api.expect(200, Call::get(route).at(route.replace("{user_id}", &user)))
+        let own = route.replace("{user_id}", &user);
+        api.expect(200, Call::get(route).at(own.clone()).bearer(token))
+            .await;
+        api.expect(401, Call::get(route).at(own)).await;
+        let other = route.replace("{user_id}", "someone-else");
+        api.expect(404, Call::get(route).at(other).bearer(token))
             .await;
     }
     for route in ["/content/articles", "/content/videos", "/content/quotes"] {

@@ -49,6 +49,24 @@ async fn store_and_read(server: &DevServer, outbox: &Path) -> Value {
         .post("/api/conversations/", json!({"content": ""}), Some(&mei))
         .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    // Nothing a model could analyse: refused before it is stored, naming the field.
+    for content in ["?", "🙂", "!!!"] {
+        let bad = client
+            .post(
+                "/api/conversations/",
+                json!({"content": content}),
+                Some(&mei),
+            )
+            .await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{content:?}");
+        let error = json_of(bad).await;
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("content")),
+            "{error}"
+        );
+    }
 
     let created = client.post("/api/conversations/", body, Some(&mei)).await;
     assert_eq!(created.status(), StatusCode::CREATED);
@@ -58,8 +76,13 @@ async fn store_and_read(server: &DevServer, outbox: &Path) -> Value {
     assert_eq!(created["ai_processed"], false);
     let id = created["id"].as_i64().expect("id");
     let task = created["task_id"].as_str().expect("task id");
-    let status = client.task_finished(task).await;
+    let status = client.task_finished_as(task, Some(&mei)).await;
     assert_eq!(status["state"], "SUCCESS", "{status}\n{}", server.log());
+    // The analysis is mei's: neither ken nor an anonymous caller sees its state.
+    for bearer in [Some(ken.as_str()), None] {
+        let response = client.get(&format!("/task/{task}/status"), bearer).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{bearer:?}");
+    }
 
     let conversation = processed(&client, &mei, id).await;
     assert!(

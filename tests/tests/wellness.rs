@@ -5,15 +5,25 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use celeriac_testkit::{DevServer, standin};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Client, json_of};
+use support::{Client, json_of, outbox_dir, signed_up, unique_email, user_id_of};
 
-/// Posts a chat message; returns the answer after checking what every answer carries.
-async fn chat(client: &Client, user: &str, message: &str) -> Value {
+/// A confirmed, logged-in user: (access token, user id).
+async fn user(client: &Client, outbox: &Path, name: &str) -> (String, String) {
+    let token = signed_up(client, outbox, &unique_email(name)).await;
+    let id = user_id_of(client, &token).await;
+    (token, id)
+}
+
+/// Posts a chat message as `bearer`'s user; returns the answer after checking what every
+/// answer carries.
+async fn chat(client: &Client, bearer: &str, message: &str) -> Value {
     let response = client
-        .post("/chat", json!({"user_id": user, "message": message}), None)
+        .post("/chat", json!({"message": message}), Some(bearer))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let answer = json_of(response).await;
@@ -33,17 +43,16 @@ async fn chat(client: &Client, user: &str, message: &str) -> Value {
 }
 
 /// Bad input is refused with a 400 that names the field, and starts nothing.
-async fn refuses_bad_input(client: &Client, user: &str) {
+async fn refuses_bad_input(client: &Client, bearer: &str) {
     for (body, field) in [
-        (json!({"user_id": user, "message": "   "}), "message"),
-        (json!({"user_id": "a b", "message": "hi"}), "user_id"),
-        (json!({"user_id": user}), "message"),
-        (
-            json!({"user_id": user, "message": "hi", "extra": true}),
-            "extra",
-        ),
+        (json!({"message": "   "}), "message"),
+        (json!({"message": "?"}), "message"),
+        (json!({"message": "🙂"}), "message"),
+        (json!({"message": "!!!"}), "message"),
+        (json!({}), "message"),
+        (json!({"message": "hi", "extra": true}), "extra"),
     ] {
-        let response = client.post("/chat", body.clone(), None).await;
+        let response = client.post("/chat", body.clone(), Some(bearer)).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
         let error = json_of(response).await;
         assert!(
@@ -53,20 +62,61 @@ async fn refuses_bad_input(client: &Client, user: &str) {
             "{body}: {error}"
         );
     }
-    let response = client.get("/content/videos?topic=", None).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let response = client.get("/user/a%20b/topic", None).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// What a user talks about is theirs: without a session every user route is 401; with
+/// another user's session, reading or writing the victim's id is 404 and changes nothing.
+async fn a_users_topic_is_theirs_alone(client: &Client, outbox: &Path, victim: (&str, &str)) {
+    let (victim_token, victim_id) = victim;
+    let before = json_of(
+        client
+            .get(&format!("/user/{victim_id}/topic"), Some(victim_token))
+            .await,
+    )
+    .await;
+    let (other_token, _) = user(client, outbox, "other").await;
+    for path in [
+        format!("/user/{victim_id}/topic"),
+        format!("/user/{victim_id}/recommendations"),
+    ] {
+        let anonymous = client.get(&path, None).await;
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let other = client.get(&path, Some(&other_token)).await;
+        assert_eq!(other.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            !json_of(other).await.to_string().contains("стресс"),
+            "{path}: nothing of the victim's in the answer"
+        );
+    }
+    let anonymous = client
+        .post("/chat", json!({"message": "I can't sleep"}), None)
+        .await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let as_victim = client
+        .post(
+            "/chat",
+            json!({"user_id": victim_id, "message": "I can't sleep at night"}),
+            Some(&other_token),
+        )
+        .await;
+    assert_eq!(as_victim.status(), StatusCode::NOT_FOUND);
+    let after = json_of(
+        client
+            .get(&format!("/user/{victim_id}/topic"), Some(victim_token))
+            .await,
+    )
+    .await;
+    assert_eq!(after, before, "the victim's topic is unchanged");
 }
 
 /// The whole flow on the local engine, whose answers are known: the Russian stress
 /// message's topic is `стресс` (lexicon id `stress`).
-async fn russian_message_on_the_local_engine(server: &DevServer) {
+async fn russian_message_on_the_local_engine(server: &DevServer, outbox: &Path) {
     let client = Client::new(server);
-    let user = format!("u{}", celeriac_testkit::free_port());
-    refuses_bad_input(&client, &user).await;
+    let (token, user) = user(&client, outbox, "wellness").await;
+    refuses_bad_input(&client, &token).await;
 
-    let first = chat(&client, &user, "Я чувствую стресс на работе").await;
+    let first = chat(&client, &token, "Я чувствую стресс на работе").await;
     assert_eq!(first["language"], "ru");
     assert!(
         first["topic"].is_null(),
@@ -82,11 +132,16 @@ async fn russian_message_on_the_local_engine(server: &DevServer) {
     let topic_task = first["task_ids"]["extract_topic_from_message"]
         .as_str()
         .unwrap_or_default();
-    let status = client.task_finished(topic_task).await;
+    let status = client.task_finished_as(topic_task, Some(&token)).await;
     assert_eq!(status["state"], "SUCCESS", "{status}");
     assert_eq!(status["result"]["topic"], "стресс", "{status}");
 
-    let topic = json_of(client.get(&format!("/user/{user}/topic"), None).await).await;
+    let topic = json_of(
+        client
+            .get(&format!("/user/{user}/topic"), Some(&token))
+            .await,
+    )
+    .await;
     assert_eq!(topic["topic"], "стресс", "{topic}");
     assert_eq!(topic["topic_id"], "stress");
     assert_eq!(topic["language"], "ru");
@@ -94,11 +149,13 @@ async fn russian_message_on_the_local_engine(server: &DevServer) {
     let recommendations_task = first["task_ids"]["update_user_recommendations"]
         .as_str()
         .unwrap_or_default();
-    let status = client.task_finished(recommendations_task).await;
+    let status = client
+        .task_finished_as(recommendations_task, Some(&token))
+        .await;
     assert_eq!(status["state"], "SUCCESS", "{status}");
     let recommendations = json_of(
         client
-            .get(&format!("/user/{user}/recommendations"), None)
+            .get(&format!("/user/{user}/recommendations"), Some(&token))
             .await,
     )
     .await;
@@ -126,15 +183,22 @@ async fn russian_message_on_the_local_engine(server: &DevServer) {
     );
 
     // The next message is answered knowing the topic.
-    let second = chat(&client, &user, "Как с этим справиться?").await;
+    let second = chat(&client, &token, "Как с этим справиться?").await;
     assert_eq!(second["topic"], "стресс", "{second}");
     // A follow-up that names no topic keeps the conversation's subject.
     let follow_up = second["task_ids"]["extract_topic_from_message"]
         .as_str()
         .unwrap_or_default();
-    assert_eq!(client.task_finished(follow_up).await["state"], "SUCCESS");
-    let topic = json_of(client.get(&format!("/user/{user}/topic"), None).await).await;
+    let follow_up = client.task_finished_as(follow_up, Some(&token)).await;
+    assert_eq!(follow_up["state"], "SUCCESS");
+    let topic = json_of(
+        client
+            .get(&format!("/user/{user}/topic"), Some(&token))
+            .await,
+    )
+    .await;
     assert_eq!(topic["topic"], "стресс", "{topic}");
+    a_users_topic_is_theirs_alone(&client, outbox, (&token, &user)).await;
 
     // Content by topic, in either language.
     let videos = json_of(client.get("/content/videos?topic=стресс", None).await).await;
@@ -168,8 +232,9 @@ async fn russian_message_on_the_local_engine(server: &DevServer) {
 
 #[tokio::test]
 async fn chat_topic_and_recommendations_on_embedded_defaults() {
-    let server = DevServer::start(&[]);
-    russian_message_on_the_local_engine(&server).await;
+    let outbox = outbox_dir("wellness");
+    let server = DevServer::start(&[("MAIL_OUTBOX_DIR", outbox.display().to_string())]);
+    russian_message_on_the_local_engine(&server, &outbox).await;
 }
 
 #[tokio::test]
@@ -180,6 +245,7 @@ async fn the_same_with_redis_postgres_and_the_local_engine() {
     ) else {
         return;
     };
+    let outbox = outbox_dir("wellness-redis");
     let server = DevServer::start(&[
         // A Redis database of its own (6), so chat limits and cached content are this
         // test's alone; and tasks travel on Redis Streams there.
@@ -187,8 +253,9 @@ async fn the_same_with_redis_postgres_and_the_local_engine() {
         ("TASK_TRANSPORT", "redis".into()),
         ("DATABASE_URL", db),
         ("LLM_PROVIDER", "local".into()),
+        ("MAIL_OUTBOX_DIR", outbox.display().to_string()),
     ]);
-    russian_message_on_the_local_engine(&server).await;
+    russian_message_on_the_local_engine(&server, &outbox).await;
 }
 
 /// Through llm-katan's Bedrock Converse: the reply is the stand-in's echo, the topic its
@@ -202,6 +269,7 @@ async fn chat_and_topic_through_bedrock_on_llm_katan() {
     ) else {
         return;
     };
+    let outbox: PathBuf = outbox_dir("wellness-katan");
     let server = DevServer::start(&[
         ("REDIS_URL", format!("{}/7", redis.trim_end_matches('/'))),
         ("LLM_PROVIDER", "bedrock".into()),
@@ -211,11 +279,12 @@ async fn chat_and_topic_through_bedrock_on_llm_katan() {
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("CELERIAC_METRICS", "emf".into()),
+        ("MAIL_OUTBOX_DIR", outbox.display().to_string()),
     ]);
     let client = Client::new(&server);
-    let user = format!("k{}", celeriac_testkit::free_port());
+    let (token, user) = user(&client, &outbox, "katan").await;
     let message = "Я чувствую стресс на работе";
-    let answer = chat(&client, &user, message).await;
+    let answer = chat(&client, &token, message).await;
     let reply = answer["reply"].as_str().unwrap_or_default();
     assert!(
         reply.contains(message),
@@ -224,9 +293,14 @@ async fn chat_and_topic_through_bedrock_on_llm_katan() {
     let topic_task = answer["task_ids"]["extract_topic_from_message"]
         .as_str()
         .unwrap_or_default();
-    let status = client.task_finished(topic_task).await;
+    let status = client.task_finished_as(topic_task, Some(&token)).await;
     assert_eq!(status["state"], "SUCCESS", "{status}\n{}", server.log());
-    let stored = json_of(client.get(&format!("/user/{user}/topic"), None).await).await;
+    let stored = json_of(
+        client
+            .get(&format!("/user/{user}/topic"), Some(&token))
+            .await,
+    )
+    .await;
     assert_eq!(
         stored["topic"], status["result"]["topic"],
         "the endpoint shows the topic the task stored"

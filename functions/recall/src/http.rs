@@ -141,6 +141,9 @@ impl NewConversationBody {
         if self.content.trim().is_empty() {
             return Err(Error::BadRequest("content: must not be empty".into()));
         }
+        // Decided here, before anything is stored or enqueued: an analysis of text without
+        // a letter or digit would fail on every attempt.
+        celeriac_llm::usable_text("content", &self.content)?;
         if self.content.chars().count() > MAX_CONTENT_CHARS {
             return Err(Error::BadRequest(format!(
                 "content: at most {MAX_CONTENT_CHARS} characters"

@@ -265,8 +265,11 @@ impl RecallBackend {
         let args = serde_json::json!(ConversationArgs {
             conversation_id: conversation.id,
         });
+        // The analysis is the conversation owner's to read, also when the retry schedule
+        // is the one that enqueues it.
         let options = SendOptions {
             priority: conversation.priority.celery(),
+            owner: Some(conversation.owner_id.clone()),
             ..SendOptions::default()
         };
         client.send(&PROCESS_CONVERSATION_AI, args, options).await

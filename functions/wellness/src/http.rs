@@ -10,24 +10,32 @@
 //! | `GET /content/videos?topic=` | [`videos`] |
 //! | `GET /content/quotes?topic=` | [`quotes`] |
 //!
-//! Task states are read at the platform's `GET /task/{task_id}/status`.
+//! Who may call: the content routes are public (a catalogue). Chat, a user's topic and
+//! recommendations are the caller's own: they need the accounts' session (Bearer token or
+//! cookie), the user comes from it (never from the body or the path alone), and another
+//! user's id answers 404 as an unknown one would. What a user talks about in a wellness
+//! chat is the most sensitive data this product holds.
+//!
+//! Task states are read at the platform's `GET /task/{task_id}/status`; the chat's tasks
+//! are enqueued on the user's behalf, so only their session sees them.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::response::Json;
 use axum::routing::{get, post};
 use celeriac_cache::CacheHeadersLayer;
 use celeriac_limits::{
     FailurePolicy, KeyBy, Limit, LimitKey, RateLimitLayer, SharedLimiter, enforce,
 };
-use celeriac_llm::{ChatRequest, Language};
+use celeriac_llm::{ChatRequest, Language, usable_text};
 use celeriac_platform::Error;
 use celeriac_platform::json::JsonBody;
 use celeriac_platform_functions::Adapters;
+use celeriac_sessions::{Authenticated, SessionConfig, Sessions};
 use celeriac_tasks::TaskClient;
 use chrono::Utc;
 use serde::Deserialize;
@@ -39,7 +47,7 @@ use crate::catalogue::Search;
 use crate::tasks::{
     ExtractTopicFromMessage, MAX_MESSAGE_CHARS, MessageArgs, UpdateUserRecommendations,
 };
-use crate::topic::{check_user_id, parse_label, topic_id};
+use crate::topic::{parse_label, topic_id};
 
 /// `POST /chat`.
 pub const CHAT_PATH: &str = "/chat";
@@ -75,16 +83,26 @@ pub struct WellnessApi {
     pub client: Option<TaskClient>,
     /// Counts chat messages.
     pub limiter: Option<SharedLimiter>,
+    /// The accounts' sessions (in the backend's key-value store): who is calling.
+    pub sessions: Sessions,
+}
+
+impl FromRef<WellnessApi> for Sessions {
+    fn from_ref(api: &WellnessApi) -> Self {
+        api.sessions.clone()
+    }
 }
 
 impl WellnessApi {
-    /// The endpoints over `backend`, enqueuing with `client`.
+    /// The endpoints over `backend`, enqueuing with `client`; sessions are read from the
+    /// backend's key-value store, where the accounts' login writes them.
     pub fn new(
         backend: WellnessBackend,
         client: Option<TaskClient>,
         limiter: Option<SharedLimiter>,
     ) -> Self {
         Self {
+            sessions: Sessions::new(backend.kv.clone(), SessionConfig::default()),
             backend,
             client,
             limiter,
@@ -92,8 +110,8 @@ impl WellnessApi {
     }
 }
 
-/// Chat messages per client address: the user id is the client's word (the seed has no
-/// login on chat), so the per-user limit alone could be dodged by varying it.
+/// Chat messages per client address, beside the per-user limit: one client with many
+/// accounts still cannot spend more than this on model calls.
 pub const CHAT_PER_IP: Limit = Limit::gcra(
     "chat per address",
     60,
@@ -199,19 +217,38 @@ pub async fn run_chat_lambda(service: &str) -> Result<(), lambda_http::Error> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChatBody {
-    user_id: String,
+    /// The seed's clients send it; the session decides who writes, so it may only name
+    /// the caller.
+    #[serde(default)]
+    user_id: Option<String>,
     message: String,
+}
+
+/// `user_id` from a path or a body, if it is the caller's; any other id is 404, the same
+/// answer an unknown user would get, so ids cannot be probed.
+fn own_user_id<'a>(auth: &'a Authenticated, named: &str) -> Result<&'a str, Error> {
+    if named == auth.user_id {
+        Ok(&auth.user_id)
+    } else {
+        Err(Error::NotFound(format!(
+            "no user {named:?} here: a session reads and writes only its own user's data"
+        )))
+    }
 }
 
 async fn post_chat(
     State(api): State<WellnessApi>,
+    auth: Authenticated,
     JsonBody(body): JsonBody<ChatBody>,
 ) -> Result<Json<Value>, Error> {
-    let user_id = check_user_id(&body.user_id)?;
-    let message = body.message.trim();
-    if message.is_empty() {
+    let user_id = match &body.user_id {
+        Some(named) => own_user_id(&auth, named)?,
+        None => auth.user_id.as_str(),
+    };
+    if body.message.trim().is_empty() {
         return Err(Error::BadRequest("message: must not be empty".into()));
     }
+    let message = usable_text("message", &body.message)?;
     if message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(Error::BadRequest(format!(
             "message: at most {MAX_MESSAGE_CHARS} characters"
@@ -259,8 +296,8 @@ async fn enqueue_chat_tasks(
     let topic_task = ExtractTopicFromMessage(backend.clone());
     let recommendations_task = UpdateUserRecommendations(backend.clone());
     let sent = futures::future::try_join(
-        client.delay(&topic_task, args),
-        client.delay(&recommendations_task, args),
+        client.delay_for(&topic_task, args, &args.user_id),
+        client.delay_for(&recommendations_task, args, &args.user_id),
     )
     .await;
     match sent {
@@ -277,9 +314,10 @@ async fn enqueue_chat_tasks(
 
 async fn get_user_topic(
     State(api): State<WellnessApi>,
+    auth: Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let user_id = check_user_id(&user_id)?;
+    let user_id = own_user_id(&auth, &user_id)?;
     let topic = api.backend.user_topic(user_id).await;
     Ok(Json(json!({
         "user_id": user_id,
@@ -292,9 +330,10 @@ async fn get_user_topic(
 
 async fn get_recommendations(
     State(api): State<WellnessApi>,
+    auth: Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let user_id = check_user_id(&user_id)?;
+    let user_id = own_user_id(&auth, &user_id)?;
     let backend = &api.backend;
     // Built here only when the task's entry expired or never landed: from the stored
     // topic, and stored like the task stores it.

@@ -21,13 +21,17 @@ async fn the_21st_message_in_a_minute_is_refused() {
         None,
         Some(limiter),
     );
+    let mut tokens = std::collections::HashMap::new();
+    for user in ["7", "8"] {
+        let created = api.sessions.create(user, None).await.expect("session");
+        tokens.insert(user, created.token.as_str().to_owned());
+    }
     let app = celeriac_platform::http::app(http::chat(api), &Default::default());
     let send = |user: &str| {
         Request::post("/chat")
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(format!(
-                r#"{{"user_id": "{user}", "message": "I can't sleep"}}"#
-            )))
+            .header(header::AUTHORIZATION, format!("Bearer {}", tokens[user]))
+            .body(Body::from(r#"{"message": "I can't sleep"}"#))
             .expect("request")
     };
     for n in 1..=20 {

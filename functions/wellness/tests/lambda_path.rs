@@ -8,9 +8,10 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use celeriac_kv::{RedisKv, SharedKv};
 use celeriac_llm::{CachedLlm, SharedLlm};
+use celeriac_sessions::{SessionConfig, Sessions};
 use celeriac_tasks::sqs::handle_batch;
 use celeriac_tasks::{Registry, Runner, SqsTransport, TaskClient, TaskState, TaskStore};
-use celeriac_testkit::{api_gateway_sample, serve};
+use celeriac_testkit::{api_gateway_sample, api_gateway_sample_as, serve};
 use celeriac_wellness::WellnessBackend;
 use celeriac_wellness::http::{self, WellnessApi};
 
@@ -53,10 +54,20 @@ async fn chat_enqueues_on_sqs_and_the_queue_function_stores_the_topic_once() {
     let transport = Arc::new(SqsTransport::new(&sdk, prefix.clone()));
     let client = TaskClient::new(transport, TaskStore::new(kv.clone()), "wellness_chat");
     let api = WellnessApi::new(backend.clone(), Some(client), None);
+    // The samples are user 42's: without a session they are refused, with 42's they run.
+    let (status, _) = serve(
+        http::chat(api.clone()),
+        api_gateway_sample("wellness_chat", "russian"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let sessions = Sessions::new(kv.clone(), SessionConfig::default());
+    let session = sessions.create("42", None).await.expect("session");
+    let token = session.token.as_str();
 
     let (status, answer) = serve(
         http::chat(api.clone()),
-        api_gateway_sample("wellness_chat", "russian"),
+        api_gateway_sample_as("wellness_chat", "russian", token),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -85,17 +96,18 @@ async fn chat_enqueues_on_sqs_and_the_queue_function_stores_the_topic_once() {
         .expect("get")
         .expect("record");
     assert_eq!(record.status, TaskState::Success);
+    assert_eq!(record.owner.as_deref(), Some("42"), "enqueued for its user");
 
     let (status, topic) = serve(
         http::user_topic(api.clone()),
-        api_gateway_sample("user_topic", "get"),
+        api_gateway_sample_as("user_topic", "get", token),
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(topic["topic"], "стресс", "{topic}");
     let (_, recommendations) = serve(
         http::recommendations(api.clone()),
-        api_gateway_sample("user_recommendations", "get"),
+        api_gateway_sample_as("user_recommendations", "get", token),
     )
     .await;
     assert_eq!(

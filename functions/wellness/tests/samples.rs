@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use axum::body::Body;
 use celeriac_kv::MemoryKv;
 use celeriac_llm::LocalEngine;
 use celeriac_tasks::Registry;
@@ -69,18 +68,37 @@ fn queue_and_schedule_samples_name_registered_tasks() {
 #[tokio::test]
 async fn the_read_endpoints_answer_their_samples() {
     let api = WellnessApi::new(backend(), None, None);
-    for (function, case) in [
-        ("user_topic", "get"),
-        ("user_recommendations", "get"),
-        ("content_articles", "topic"),
-        ("content_videos", "topic"),
-        ("content_quotes", "topic"),
+    // The user samples are user 42's: they answer 42's session, and no one else.
+    let session = |user: &'static str| {
+        let sessions = api.sessions.clone();
+        async move {
+            let created = sessions.create(user, None).await.expect("session");
+            created.token.as_str().to_owned()
+        }
+    };
+    let own = session("42").await;
+    let other = session("43").await;
+    for (function, case, bearer, expected) in [
+        ("user_topic", "get", Some(&own), 200),
+        ("user_recommendations", "get", Some(&own), 200),
+        ("user_topic", "get", None, 401),
+        ("user_recommendations", "get", None, 401),
+        ("user_topic", "get", Some(&other), 404),
+        ("user_recommendations", "get", Some(&other), 404),
+        ("content_articles", "topic", None, 200),
+        ("content_videos", "topic", None, 200),
+        ("content_quotes", "topic", None, 200),
     ] {
-        let request = lambda_http::request::from_str(&sample(function, case))
-            .expect("API Gateway event")
-            .map(|b| Body::from(b.to_vec()));
+        let request = match bearer {
+            Some(token) => celeriac_testkit::api_gateway_sample_as(function, case, token),
+            None => celeriac_testkit::api_gateway_sample(function, case),
+        };
         let app = celeriac_platform::http::app(http::all(api.clone()), &Default::default());
         let response = app.oneshot(request).await.expect("response");
-        assert_eq!(response.status(), 200, "{function}/{case}");
+        assert_eq!(
+            response.status(),
+            expected,
+            "{function}/{case} as {bearer:?}"
+        );
     }
 }

@@ -31,13 +31,18 @@ pub fn routes(
     accounts: AccountsApi,
     orders: OrdersApi,
 ) -> Router {
-    let store = adapters.task_store();
     Router::new()
         .merge(health::router(adapters.health_check(config)))
         .merge(accounts::all(accounts))
         .merge(celeriac_shop::orders::http::all(orders))
-        .merge(task_status::router(task_status::TASK_PATH, store.clone()))
-        .merge(task_status::router(task_status::WEBHOOK_PATH, store))
+        .merge(task_status::router(
+            task_status::TASK_PATH,
+            adapters.kv.clone(),
+        ))
+        .merge(task_status::router(
+            task_status::WEBHOOK_PATH,
+            adapters.kv.clone(),
+        ))
         .merge(dev_api::router(registry, client))
 }
 

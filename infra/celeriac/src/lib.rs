@@ -75,12 +75,26 @@ pub enum Command {
     Result {
         /// Task id, as `celeriac call` printed it.
         task_id: String,
+        /// The access token of the user a task was enqueued for (through CELERIAC_URL,
+        /// such a task's state is shown only to that user's session).
+        #[arg(long, env = "CELERIAC_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// Wait up to this many seconds for a final state (SUCCESS, FAILURE, REVOKED).
         #[arg(long, default_value_t = 0.0)]
         wait: f64,
     },
     /// Apply the PostgreSQL migrations to DATABASE_URL (or DATABASE_SECRET_ARN).
     Migrate,
+    /// Start a session for a user in the Redis at REDIS_URL and print its access token,
+    /// for calling session-bound functions one at a time (`cargo lambda invoke` with an
+    /// `authorization: Bearer ...` header) where no login function runs. It grants nothing
+    /// that write access to that Redis does not already give.
+    Session {
+        /// The user id the session is for (an account's id, as `GET /api/v1/user/me`
+        /// shows it).
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// Runs one command to completion.
@@ -112,18 +126,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "{id}")?;
             Ok(())
         }
+        Command::Session { user } => {
+            let config = celeriac_platform::Config::from_env("celeriac")?;
+            let Some(redis) = config.redis else {
+                bail!("set REDIS_URL: sessions live in Redis");
+            };
+            let kv = celeriac_kv::RedisKv::open(&redis).await?;
+            let sessions = celeriac_sessions::Sessions::new(
+                std::sync::Arc::new(kv),
+                celeriac_sessions::SessionConfig::default(),
+            );
+            let created = sessions.create(&user, None).await?;
+            writeln!(std::io::stdout(), "{}", created.token.as_str())?;
+            Ok(())
+        }
         Command::Worker {
             queues,
             concurrency,
             visibility,
         } => worker(queues, concurrency, Duration::from_secs(visibility)).await,
-        Command::Result { task_id, wait } => {
+        Command::Result {
+            task_id,
+            wait,
+            token,
+        } => {
             if !(0.0..=86_400.0).contains(&wait) {
                 bail!("--wait must be between 0 and 86400 seconds");
             }
             let give_up = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
             loop {
-                let status = result(&task_id).await?;
+                let status = result(&task_id, token.as_deref()).await?;
                 let state = status["state"].as_str().unwrap_or("UNKNOWN").to_owned();
                 let done = matches!(state.as_str(), "SUCCESS" | "FAILURE" | "REVOKED");
                 if done || tokio::time::Instant::now() >= give_up {
@@ -346,9 +378,14 @@ async fn dev_answer(
     Ok(body)
 }
 
-async fn result(task_id: &str) -> anyhow::Result<serde_json::Value> {
+async fn result(task_id: &str, token: Option<&str>) -> anyhow::Result<serde_json::Value> {
     if let Ok(base) = dev_url() {
-        let sent = reqwest::get(format!("{base}/task/{task_id}/status")).await;
+        let request = reqwest::Client::new().get(format!("{base}/task/{task_id}/status"));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let sent = request.send().await;
         return dev_answer(&base, sent, "no such task").await;
     }
     let config = celeriac_platform::Config::from_env("celeriac")?;

@@ -18,5 +18,5 @@ pub use cached::CachedLlm;
 pub use local::LocalEngine;
 pub use port::{
     ChatReply, ChatRequest, Content, ContentKind, ContentRequest, ConversationAnalysis, Language,
-    Llm, LlmError, SharedLlm, Topic,
+    Llm, LlmError, SharedLlm, Topic, usable_text,
 };

@@ -130,6 +130,21 @@ pub struct ConversationAnalysis {
     pub keywords: Vec<String>,
 }
 
+/// The text `field` carries, trimmed, if a model can work with it: at least one letter or
+/// digit. A message of only punctuation or emoji (`"?"`, `"🙂"`) gives the model nothing to
+/// reply to, summarise or find a topic in; handlers check this before they store or
+/// enqueue anything, so such input is a 400 at once rather than a task that fails forever.
+pub fn usable_text<'a>(field: &str, text: &'a str) -> Result<&'a str, LlmError> {
+    let text = text.trim();
+    if text.chars().any(char::is_alphanumeric) {
+        Ok(text)
+    } else {
+        Err(LlmError::Unusable(format!(
+            "{field}: must contain at least one letter or digit"
+        )))
+    }
+}
+
 /// Why a model call failed, and whether another attempt can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LlmError {
@@ -146,6 +161,10 @@ pub enum LlmError {
     /// The request itself was refused (bad input, access denied, model not enabled).
     #[error("the model refused the request: {0}")]
     Rejected(String),
+    /// The input gives the model nothing to work with (see [`usable_text`]); the message
+    /// names the field and is safe to show to the client.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 impl LlmError {
@@ -156,12 +175,21 @@ impl LlmError {
 }
 
 impl From<LlmError> for celeriac_platform::Error {
-    /// To an HTTP client every model failure means "the model cannot answer now"; the
-    /// reason goes to the log only.
+    /// Input the model cannot use is the client's to fix (400). A model that is down,
+    /// throttled or answered nonsense is 503: the same request can succeed later. A
+    /// refusal of the request itself (access denied, model not enabled, a request the
+    /// service calls invalid) is the deployment's fault, not the client's: 500, logged.
+    /// The model's own error text goes to the log only.
     fn from(err: LlmError) -> Self {
-        Self::Unavailable {
-            component: "llm",
-            reason: err.to_string(),
+        match err {
+            LlmError::Unusable(message) => Self::BadRequest(message),
+            LlmError::Throttled(_) | LlmError::Unavailable(_) | LlmError::Malformed(_) => {
+                Self::Unavailable {
+                    component: "llm",
+                    reason: err.to_string(),
+                }
+            }
+            LlmError::Rejected(_) => Self::internal(err),
         }
     }
 }
@@ -213,5 +241,26 @@ mod tests {
         assert!(LlmError::Unavailable("timeout".into()).is_retryable());
         assert!(!LlmError::Malformed("no tool use".into()).is_retryable());
         assert!(!LlmError::Rejected("access denied".into()).is_retryable());
+        assert!(!LlmError::Unusable("message: ...".into()).is_retryable());
+    }
+
+    #[test]
+    fn text_without_a_letter_or_digit_is_unusable_and_a_400() {
+        for text in ["?", "🙂", "!!!", "  \n ", "…—"] {
+            let err = usable_text("message", text).expect_err(text);
+            let status = celeriac_platform::Error::from(err).status().as_u16();
+            assert_eq!(status, 400, "{text:?}");
+        }
+        assert_eq!(usable_text("message", " ok? ").ok(), Some("ok?"));
+        assert_eq!(usable_text("message", "7").ok(), Some("7"));
+        assert_eq!(usable_text("message", "сон").ok(), Some("сон"));
+    }
+
+    #[test]
+    fn only_an_unavailable_model_is_a_503() {
+        let status = |err: LlmError| celeriac_platform::Error::from(err).status().as_u16();
+        assert_eq!(status(LlmError::Throttled("429".into())), 503);
+        assert_eq!(status(LlmError::Unavailable("timeout".into())), 503);
+        assert_eq!(status(LlmError::Rejected("access denied".into())), 500);
     }
 }

@@ -107,11 +107,11 @@ async fn same_input_costs_one_call(kv: SharedKv) {
 
     assert!(matches!(
         llm.analyse_conversation("   ").await,
-        Err(LlmError::Rejected(_))
+        Err(LlmError::Unusable(_))
     ));
     assert!(matches!(
         llm.analyse_conversation("   ").await,
-        Err(LlmError::Rejected(_))
+        Err(LlmError::Unusable(_))
     ));
     assert_eq!(inner.count(), 8, "failures are not cached");
 }

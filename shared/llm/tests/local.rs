@@ -115,7 +115,7 @@ async fn small_talk_has_no_action_items_and_answers_are_deterministic() {
     assert_eq!(first, second);
     assert!(matches!(
         engine.analyse_conversation("  \n ").await,
-        Err(LlmError::Rejected(_))
+        Err(LlmError::Unusable(_))
     ));
 }
 

@@ -36,6 +36,7 @@ fn envelope(args: serde_json::Value, retries: u32) -> Envelope {
         enqueued_at: Utc::now(),
         origin: Some("test".into()),
         trace_id: None,
+        owner: None,
     }
 }
 

@@ -24,14 +24,32 @@ pub struct Authenticated {
 /// The token in the request, if any: the Bearer credential first, then the cookie. Login
 /// uses it to end whatever session the client arrived with (fixation).
 pub fn presented<'a>(parts: &'a Parts, cookie_name: &str) -> Option<&'a str> {
-    let bearer = parts
-        .headers
+    presented_in(&parts.headers, cookie_name)
+}
+
+/// [`presented`], from the headers alone.
+pub fn presented_in<'a>(headers: &'a http::HeaderMap, cookie_name: &str) -> Option<&'a str> {
+    let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    bearer.or_else(|| cookie::find(&parts.headers, cookie_name))
+    bearer.or_else(|| cookie::find(headers, cookie_name))
+}
+
+/// Whose session `headers` carry, for routes that anyone may call but that show more to
+/// the right user (a task's status): `None` when no credential is presented at all, the
+/// user when it is valid, and 401 when one is presented but is invalid or expired (the
+/// client believes it is logged in and should be told it is not).
+pub async fn caller(
+    sessions: &Sessions,
+    headers: &http::HeaderMap,
+) -> Result<Option<String>, Error> {
+    match presented_in(headers, &sessions.config().cookie_name) {
+        None => Ok(None),
+        Some(token) => Ok(Some(sessions.authenticate(token).await?.user_id)),
+    }
 }
 
 impl<S> FromRequestParts<S> for Authenticated

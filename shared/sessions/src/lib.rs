@@ -30,5 +30,5 @@ mod extract;
 mod store;
 
 pub use cookie::SameSite;
-pub use extract::{Authenticated, presented};
+pub use extract::{Authenticated, caller, presented, presented_in};
 pub use store::{NewSession, Session, SessionConfig, SessionError, SessionToken, Sessions};

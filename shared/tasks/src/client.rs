@@ -35,6 +35,8 @@ pub struct SendOptions {
     pub parent: Option<(String, String)>,
     /// Trace id of the request that sends it.
     pub trace_id: Option<String>,
+    /// The user it is sent for: only their session may read its state and result.
+    pub owner: Option<String>,
 }
 
 /// Sends tasks over a transport and records them.
@@ -64,6 +66,22 @@ impl TaskClient {
     pub async fn delay<T: Task>(&self, task: &T, args: &T::Args) -> Result<String, TaskError> {
         let args = serde_json::to_value(args).map_err(|e| TaskError::Permanent(e.to_string()))?;
         self.send(&task.spec(), args, SendOptions::default()).await
+    }
+
+    /// [`delay`](Self::delay) on behalf of `user_id`: the task's state and result are that
+    /// user's to read (a user's chat analysis, a conversation's processing).
+    pub async fn delay_for<T: Task>(
+        &self,
+        task: &T,
+        args: &T::Args,
+        user_id: &str,
+    ) -> Result<String, TaskError> {
+        let args = serde_json::to_value(args).map_err(|e| TaskError::Permanent(e.to_string()))?;
+        let options = SendOptions {
+            owner: Some(user_id.to_owned()),
+            ..SendOptions::default()
+        };
+        self.send(&task.spec(), args, options).await
     }
 
     /// `apply_async`: enqueue `spec` with `args` and `options`; returns the task id.
@@ -109,6 +127,7 @@ impl TaskClient {
             enqueued_at: now,
             origin: Some(self.origin.clone()),
             trace_id: options.trace_id,
+            owner: options.owner,
         };
         let delay = eta
             .and_then(|eta| (eta - now).to_std().ok())

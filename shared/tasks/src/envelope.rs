@@ -53,6 +53,10 @@ pub struct Envelope {
     /// Trace id of the request that enqueued it, for following one request across tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The user on whose behalf it was enqueued: only that user's session may read its
+    /// state and result. None for tasks of the system (schedules, `celeriac call`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Envelope {
@@ -98,6 +102,7 @@ mod tests {
             enqueued_at: Utc::now(),
             origin: Some("celeriac call".into()),
             trace_id: None,
+            owner: None,
         };
         let json: serde_json::Value = serde_json::from_str(&envelope.to_json()).expect("json");
         for key in [

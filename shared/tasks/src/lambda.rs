@@ -101,6 +101,7 @@ pub async fn run_tick(
         enqueued_at: tick.scheduled_time,
         origin: Some(format!("schedule {}", tick.schedule)),
         trace_id: None,
+        owner: None,
     };
     match runner
         .execute(envelope.to_json().as_bytes(), 1, deadline)

@@ -77,6 +77,10 @@ pub struct TaskRecord {
     /// worker's clock, so claims are long (seconds) next to clock skew between hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_until: Option<DateTime<Utc>>,
+    /// The user the task runs for (the envelope's `owner`): the status endpoints show the
+    /// record to that user's session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl TaskRecord {
@@ -94,6 +98,7 @@ impl TaskRecord {
             started_at: None,
             date_done: None,
             claimed_until: None,
+            owner: envelope.owner.clone(),
         }
     }
 }
@@ -125,7 +130,8 @@ pub enum Revoke {
 /// One decision of a read-decide-swap loop: write this record and answer `T`, or leave the
 /// record as it is and answer `T`.
 enum Step<T> {
-    Write(TaskRecord, T),
+    // Boxed: a record is far larger than the answers kept beside it.
+    Write(Box<TaskRecord>, T),
     Keep(T),
 }
 
@@ -297,7 +303,7 @@ impl TaskStore {
             record.retries = retries;
             record.started_at = Some(now);
             record.claimed_until = Some(claimed_until);
-            Step::Write(record.clone(), Start::Run(record))
+            Step::Write(Box::new(record.clone()), Start::Run(record))
         })
         .await
     }
@@ -359,7 +365,7 @@ impl TaskStore {
                 record.error = Some(error.to_owned());
                 record.claimed_until = None;
                 record.date_done = Some(now);
-                Step::Write(record, true)
+                Step::Write(Box::new(record), true)
             },
         )
         .await
@@ -377,7 +383,7 @@ impl TaskStore {
                 record.status = TaskState::Revoked;
                 record.error = Some("revoked".into());
                 record.date_done = Some(now);
-                Step::Write(record, Revoke::Revoked)
+                Step::Write(Box::new(record), Revoke::Revoked)
             }
             Some(_) => Step::Keep(Revoke::AlreadyStarted),
         })
@@ -410,6 +416,7 @@ mod tests {
             enqueued_at: Utc::now(),
             origin: None,
             trace_id: None,
+            owner: None,
         }
     }
 

@@ -388,6 +388,23 @@ pub fn api_gateway_sample(function: &str, case: &str) -> axum::http::Request<axu
         .map(|body| axum::body::Body::from(body.to_vec()))
 }
 
+/// [`api_gateway_sample`] sent with a session: `authorization: Bearer {token}` added, as a
+/// logged-in client sends it.
+pub fn api_gateway_sample_as(
+    function: &str,
+    case: &str,
+    token: &str,
+) -> axum::http::Request<axum::body::Body> {
+    let mut request = api_gateway_sample(function, case);
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token is a valid header value");
+    request
+        .headers_mut()
+        .insert(axum::http::header::AUTHORIZATION, value);
+    request
+}
+
 /// Serves one request through `router` with the platform's layers, as a function does;
 /// the status and the JSON body (`Null` when the body is not JSON).
 pub async fn serve(

@@ -69,10 +69,16 @@ impl Client {
     }
 
     /// Waits until the task's state is final (`GET /task/{id}/status`); returns its status
-    /// document.
+    /// document. For tasks of the system (no owner); see [`Self::task_finished_as`].
     pub async fn task_finished(&self, task_id: &str) -> Value {
+        self.task_finished_as(task_id, None).await
+    }
+
+    /// [`Self::task_finished`] for a task enqueued on a user's behalf, read with their
+    /// session (anyone else gets 404).
+    pub async fn task_finished_as(&self, task_id: &str, bearer: Option<&str>) -> Value {
         for _ in 0..600 {
-            let response = self.get(&format!("/task/{task_id}/status"), None).await;
+            let response = self.get(&format!("/task/{task_id}/status"), bearer).await;
             if response.status() == reqwest::StatusCode::OK {
                 let status = json_of(response).await;
                 if matches!(
@@ -86,6 +92,24 @@ impl Client {
         }
         panic!("task {task_id} did not finish within 30 s");
     }
+}
+
+/// The user id behind a session (`GET /api/v1/user/me`).
+pub async fn user_id_of(client: &Client, bearer: &str) -> String {
+    let me = client.get("/api/v1/user/me", Some(bearer)).await;
+    assert_eq!(me.status(), reqwest::StatusCode::OK);
+    json_of(me).await["user"]["id"]
+        .as_str()
+        .expect("user id")
+        .to_owned()
+}
+
+/// A fresh directory for `celeriac dev`'s file outbox (`MAIL_OUTBOX_DIR`).
+pub fn outbox_dir(test: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "celeriac-{test}-outbox-{}",
+        celeriac_testkit::free_port()
+    ))
 }
 
 pub async fn json_of(response: reqwest::Response) -> Value {

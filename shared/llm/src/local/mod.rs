@@ -16,7 +16,7 @@ pub use analysis::is_action;
 
 use crate::port::{
     ChatReply, ChatRequest, Content, ContentRequest, ConversationAnalysis, Language, Llm, LlmError,
-    Topic,
+    Topic, usable_text,
 };
 use crate::topics;
 
@@ -32,15 +32,6 @@ impl LocalEngine {
     /// The engine (it holds nothing: the lexicon and stop words are compiled in).
     pub fn new() -> Self {
         Self
-    }
-}
-
-fn required<'a>(what: &str, text: &'a str) -> Result<&'a str, LlmError> {
-    let text = text.trim();
-    if text.chars().any(char::is_alphanumeric) {
-        Ok(text)
-    } else {
-        Err(LlmError::Rejected(format!("{what} is empty")))
     }
 }
 
@@ -65,7 +56,7 @@ impl Llm for LocalEngine {
     }
 
     async fn chat_reply(&self, request: &ChatRequest) -> Result<ChatReply, LlmError> {
-        let message = required("the message", &request.message)?;
+        let message = usable_text("message", &request.message)?;
         let language = Language::detect(message);
         // The known topic, in the reply's language when the lexicon has it; else what
         // this message is about, if anything.
@@ -83,7 +74,7 @@ impl Llm for LocalEngine {
     }
 
     async fn extract_topic(&self, message: &str) -> Result<Topic, LlmError> {
-        let message = required("the message", message)?;
+        let message = usable_text("message", message)?;
         let language = Language::detect(message);
         Ok(Topic {
             label: topic_label(message, language),
@@ -92,7 +83,7 @@ impl Llm for LocalEngine {
     }
 
     async fn generate_content(&self, request: &ContentRequest) -> Result<Content, LlmError> {
-        let topic = required("the topic", &request.topic)?;
+        let topic = usable_text("topic", &request.topic)?;
         Ok(writing::content(
             request.kind,
             topic,
@@ -102,7 +93,7 @@ impl Llm for LocalEngine {
     }
 
     async fn analyse_conversation(&self, content: &str) -> Result<ConversationAnalysis, LlmError> {
-        let content = required("the conversation", content)?;
+        let content = usable_text("content", content)?;
         Ok(analysis::analyse(content))
     }
 }
