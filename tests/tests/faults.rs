@@ -1,6 +1,8 @@
 //! Faults a worker must survive without losing or repeating work, with real processes and
-//! a real redis-server: a worker killed with SIGKILL mid-task, and Redis restarted under
-//! load.
+//! a real redis-server: a worker killed with SIGKILL mid-task, Redis restarted under load,
+//! and Redis restarted empty (no persistence) under `celeriac dev`'s worker.
+
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use std::time::Duration;
 use celeriac_kv::{RedisKv, SharedKv};
 use celeriac_platform::config::{RedisConfig, RedisTopology};
 use celeriac_tasks::{RedisStreams, SendOptions, TaskClient, TaskSpec, TaskState, TaskStore};
-use celeriac_testkit::{OwnRedis, free_port, standin, workspace_binary};
+use celeriac_testkit::{DevServer, OwnRedis, free_port, standin, workspace_binary};
+use serde_json::{Value, json};
+use support::Client;
 
 fn config(url: &str) -> RedisConfig {
     RedisConfig {
@@ -210,6 +214,121 @@ async fn a_task_longer_than_the_visibility_timeout_runs_once_across_workers() {
         effects, b"1",
         "a live task's reclaimed copies were deferred, not run"
     );
+}
+
+/// `GET /api/health/`'s status and body.
+async fn health(client: &Client) -> (u16, Value) {
+    let response = client.get("/api/health/", None).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// Asks health until `done` holds for its answer (30 s at most); the last answer.
+async fn health_until(
+    client: &Client,
+    server: &DevServer,
+    what: &str,
+    done: impl Fn(u16, &Value) -> bool,
+) -> (u16, Value) {
+    let mut last = (0, Value::Null);
+    for _ in 0..300 {
+        last = health(client).await;
+        if done(last.0, &last.1) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "health never showed {what}; last answer {} {}\n{}",
+        last.0,
+        last.1,
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_restarts_empty_the_worker_resumes_and_health_shows_the_outage() {
+    let Some(bin) = standin("CELERIAC_TEST_REDIS_SERVER") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("celeriac-faults-volatile-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut redis = OwnRedis::start_volatile(&bin, free_port(), &dir);
+    let server = DevServer::start(&[
+        ("REDIS_URL", format!("redis://127.0.0.1:{}", redis.port)),
+        ("TASK_TRANSPORT", "redis".into()),
+        ("REDIS_TIMEOUT_MS", "300".into()),
+        ("REDIS_CONNECT_TIMEOUT_MS", "300".into()),
+        // Every answer probes again, so it shows the moment the test looks at.
+        ("HEALTH_INTERVAL_MS", "0".into()),
+    ]);
+    let client = Client::new(&server);
+    let word = |n: usize| json!({ "word": format!("w{n}") });
+    for n in 0..5 {
+        let id = client.call_task("test_celery", Some(word(n))).await;
+        assert_eq!(client.task_finished(&id).await["state"], "SUCCESS");
+    }
+
+    // Load: tasks keep coming while Redis dies and comes back; what was queued or running
+    // at the wipe is lost with it (no persistence), and sends fail while it is down.
+    let load = {
+        let base = client.base.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for n in 0.. {
+                let _ = http
+                    .post(format!("{base}/_celeriac/tasks"))
+                    .json(&json!({"task": "test_celery", "args": {"word": format!("load{n}")}}))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    redis.kill();
+    let (status, body) = health_until(&client, &server, "the worker failing", |_, body| {
+        body["components"]["worker"]["status"] == "error"
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["components"]["redis"]["status"], "error", "{body}");
+    let kind = body["components"]["worker"]["error"].as_str().unwrap_or("");
+    assert!(
+        ["refused", "timeout", "unavailable"].contains(&kind),
+        "{body}"
+    );
+    let text = body.to_string();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("os error"),
+        "no raw error text: {text}"
+    );
+
+    // Back, empty: the consumer groups are gone and producers' XADDs recreate the streams
+    // without them. The same process must find its way back.
+    let restarted = OwnRedis::start_volatile(&bin, redis.port, &dir);
+    let (_, body) = health_until(&client, &server, "every component ok", |status, _| {
+        status == 200
+    })
+    .await;
+    assert_eq!(body["components"]["worker"]["status"], "ok", "{body}");
+    load.abort();
+    let mut ids = Vec::new();
+    for n in 100..110 {
+        ids.push(client.call_task("test_celery", Some(word(n))).await);
+    }
+    for (n, id) in (100..110).zip(&ids) {
+        let status = client.task_finished(id).await;
+        assert_eq!(status["state"], "SUCCESS", "{status}\n{}", server.log());
+        assert_eq!(status["result"], format!("test task return w{n}"));
+    }
+    assert!(
+        server.log().contains("creating it again"),
+        "the worker recreated its consumer group:\n{}",
+        server.log()
+    );
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Each test on its own queue, so concurrent tests' workers never take each other's tasks.

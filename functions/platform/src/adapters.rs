@@ -100,7 +100,7 @@ impl Adapters {
             (QueueConfig::None, _, _) if embedded => Some(Arc::new(Embedded("inprocess"))),
             _ => None,
         };
-        let (llm, llm_probe) = open_llm(&config.llm, sdk.as_ref(), kv.as_ref(), embedded);
+        let (llm, llm_probe) = open_llm(config, sdk.as_ref(), kv.as_ref(), embedded);
         Ok(Self {
             kv,
             redis,
@@ -151,7 +151,9 @@ impl Adapters {
         self.kv.clone().map(TaskStore::new)
     }
 
-    /// The health check over database, redis, queue and llm.
+    /// The health check over database, redis, queue and llm, each probed at most once per
+    /// `HEALTH_INTERVAL_MS` however often health is asked (the model more rarely, see
+    /// [`BedrockLlm::probe`]).
     pub fn health_check(&self, config: &Config) -> HealthCheck {
         let database: Option<Arc<dyn Probe>> = match &self.database {
             Some(Database::Postgres(pool)) => Some(Arc::new(PgProbe(pool.clone()))),
@@ -163,6 +165,7 @@ impl Adapters {
             .as_ref()
             .map(|kv| Arc::new(KvProbe(kv.clone())) as Arc<dyn Probe>);
         HealthCheck::new(config.health_timeout)
+            .interval(config.health_interval)
             .component("database", database)
             .component("redis", redis)
             .component("queue", self.queue_probe.clone())
@@ -183,17 +186,19 @@ fn local() -> (SharedLlm, Arc<dyn Probe>, Duration) {
 /// when there is one; the cache's refresh lock outlasts a model call, so concurrent callers
 /// with the same input wait for one call instead of each paying for one.
 fn open_llm(
-    config: &LlmConfig,
+    config: &Config,
     sdk: Option<&aws_config::SdkConfig>,
     kv: Option<&SharedKv>,
     embedded: bool,
 ) -> (Option<SharedLlm>, Option<Arc<dyn Probe>>) {
+    let model_interval = config.health_model_interval;
+    let config = &config.llm;
     // The refresh lock covers the slowest call the adapter can make.
     let bedrock = BedrockSettings::from_config(config);
     let (model, probe, refresh_lock): (SharedLlm, Arc<dyn Probe>, Duration) = match (bedrock, sdk) {
         (Some(settings), Some(sdk)) => {
             let bedrock = BedrockLlm::new(sdk, settings);
-            let probe = Arc::new(bedrock.probe());
+            let probe = Arc::new(bedrock.probe(model_interval));
             let slowest = bedrock.settings().slowest_call();
             (Arc::new(bedrock), probe, slowest)
         }

@@ -12,6 +12,7 @@ use axum::Router;
 use celeriac_kv::RedisKv;
 use celeriac_platform::Config;
 use celeriac_platform::config::QueueConfig;
+use celeriac_platform::health::HealthCheck;
 use celeriac_platform_functions::{Adapters, Defaults, health, task_status};
 use celeriac_tasks::{
     InProcess, RedisStreams, Registry, Runner, TaskClient, TaskStore, Transport, Worker,
@@ -22,9 +23,10 @@ use celeriac_shop::orders::http::OrdersApi;
 
 use crate::dev_api;
 
-/// Every HTTP function's routes, merged, with the dev-only task routes.
+/// Every HTTP function's routes, merged, with the dev-only task routes; health reports
+/// `health` (the deployment's components and this process's worker).
 pub fn routes(
-    config: &Config,
+    health: HealthCheck,
     adapters: &Adapters,
     registry: Arc<Registry>,
     client: TaskClient,
@@ -32,7 +34,7 @@ pub fn routes(
     orders: OrdersApi,
 ) -> Router {
     Router::new()
-        .merge(health::router(adapters.health_check(config)))
+        .merge(health::router(health))
         .merge(accounts::all(accounts))
         .merge(celeriac_shop::orders::http::all(orders))
         .merge(task_status::router(
@@ -127,6 +129,13 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         queues,
         concurrency,
     );
+    // The pollers' own state, read from memory on every request: a Redis that answers PING
+    // while every receive fails (its consumer groups gone) still shows here.
+    let health = adapters.health_check(&config).component_every(
+        "worker",
+        Arc::new(worker.status()),
+        std::time::Duration::ZERO,
+    );
 
     // Mailed links point here unless PUBLIC_BASE_URL says otherwise.
     let accounts = AccountsApi::open(
@@ -147,7 +156,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     ));
     let app = celeriac_platform::http::app(
         routes(
-            &config,
+            health,
             &adapters,
             registry.clone(),
             client.clone(),

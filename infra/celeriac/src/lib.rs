@@ -51,6 +51,11 @@ pub enum Command {
         /// unacknowledged (it died).
         #[arg(long, default_value_t = 30)]
         visibility: u64,
+        /// Serve `GET /api/health/` (Redis, and this worker's pollers: error while a
+        /// queue's receives keep failing) on this address, e.g. 127.0.0.1:8081, for a
+        /// supervisor's checks.
+        #[arg(long)]
+        health_addr: Option<SocketAddr>,
     },
     /// Enqueue a task by name and print its id: through the `celeriac dev` at CELERIAC_URL,
     /// or straight to SQS (TASK_TRANSPORT=sqs, TASK_QUEUE_URL, TASK_QUEUE_PREFIX) or to
@@ -144,7 +149,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             queues,
             concurrency,
             visibility,
-        } => worker(queues, concurrency, Duration::from_secs(visibility)).await,
+            health_addr,
+        } => {
+            worker(
+                queues,
+                concurrency,
+                Duration::from_secs(visibility),
+                health_addr,
+            )
+            .await
+        }
         Command::Result {
             task_id,
             wait,
@@ -269,6 +283,7 @@ async fn worker(
     queues: Vec<String>,
     concurrency: Option<usize>,
     visibility: Duration,
+    health_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let (streams, kv) = redis_streams(visibility).await?;
     let client = celeriac_tasks::TaskClient::new(
@@ -283,11 +298,45 @@ async fn worker(
         queues
     };
     let concurrency = concurrency.unwrap_or_else(|| default_concurrency(queues.len()));
-    let runner = celeriac_tasks::Runner::new(registry, kv).with_lease(visibility);
-    celeriac_tasks::Worker::new(streams, runner, queues, concurrency)
-        .run(dev::shutdown_signal())
-        .await;
+    let runner = celeriac_tasks::Runner::new(registry, kv.clone()).with_lease(visibility);
+    let worker = celeriac_tasks::Worker::new(streams, runner, queues, concurrency);
+    let health = match health_addr {
+        Some(addr) => Some(serve_worker_health(addr, kv, worker.status()).await?),
+        None => None,
+    };
+    worker.run(dev::shutdown_signal()).await;
+    if let Some(health) = health {
+        health.abort();
+    }
     Ok(())
+}
+
+/// Starts serving the worker's health on `addr`: Redis (one PING per interval) and the
+/// pollers' own state (read from memory on every request, so a Redis that answers PING
+/// while every receive fails still shows).
+async fn serve_worker_health(
+    addr: SocketAddr,
+    kv: celeriac_kv::SharedKv,
+    pollers: celeriac_tasks::PollerStatus,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let config = celeriac_platform::Config::from_env("celeriac-worker")?;
+    let check = celeriac_platform::health::HealthCheck::new(config.health_timeout)
+        .interval(config.health_interval)
+        .component("redis", Some(std::sync::Arc::new(celeriac_kv::KvProbe(kv))))
+        .component_every("worker", std::sync::Arc::new(pollers), Duration::ZERO);
+    let app = celeriac_platform::http::app(
+        celeriac_platform_functions::health::router(check),
+        &config.http,
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for health"))?;
+    tracing::info!(url = %format!("http://{addr}/api/health/"), "worker health is serving");
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "worker health stopped serving");
+        }
+    }))
 }
 
 /// Enqueues straight to the configured broker: SQS when `TASK_TRANSPORT=sqs` (states in

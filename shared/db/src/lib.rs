@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use celeriac_platform::config::{DatabaseConfig, DatabaseSource};
-use celeriac_platform::health::{Probe, ProbeError};
+use celeriac_platform::health::{ErrorKind, Probe, ProbeError};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -152,7 +152,26 @@ impl Probe for PgProbe {
             .fetch_one(&self.0)
             .await
             .map(|_| ())
-            .map_err(|e| ProbeError(e.to_string()))
+            .map_err(|e| ProbeError::new(probe_kind(&e), e.to_string()))
+    }
+}
+
+/// What kind of failure a health probe's query met, from the error's type where it says.
+fn probe_kind(err: &sqlx::Error) -> ErrorKind {
+    match err {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable => ErrorKind::Refused,
+            std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Unavailable,
+        },
+        sqlx::Error::PoolTimedOut => ErrorKind::Timeout,
+        // 28000 invalid_authorization_specification, 28P01 invalid_password.
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")) => {
+            ErrorKind::Auth
+        }
+        other => ErrorKind::from_message(&other.to_string()),
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use celeriac_db::{PgProbe, connect, migrate};
 use celeriac_platform::config::{DatabaseConfig, DatabaseSource};
-use celeriac_platform::health::Probe;
+use celeriac_platform::health::{ErrorKind, Probe};
 
 fn config(url: String) -> DatabaseConfig {
     DatabaseConfig {
@@ -43,8 +43,12 @@ async fn a_database_that_is_down_fails_the_probe_with_a_reason() {
     cfg.connect_timeout = Duration::from_millis(500);
     let pool = connect(&cfg).await.expect("opens lazily");
     let err = PgProbe(pool).check().await.expect_err("nothing listens");
-    assert!(!err.0.is_empty());
-    assert!(!err.0.contains("pw@"), "no password in {}", err.0);
+    assert!(
+        matches!(err.kind, ErrorKind::Refused | ErrorKind::Timeout),
+        "{err}"
+    );
+    assert!(!err.detail.is_empty());
+    assert!(!err.detail.contains("pw@"), "no password in {}", err.detail);
 }
 
 #[tokio::test]

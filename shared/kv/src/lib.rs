@@ -151,6 +151,6 @@ impl celeriac_platform::health::Probe for KvProbe {
         self.0
             .ping()
             .await
-            .map_err(|e| celeriac_platform::health::ProbeError(e.to_string()))
+            .map_err(|e| celeriac_platform::health::ProbeError::from_message(e.to_string()))
     }
 }

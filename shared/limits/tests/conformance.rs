@@ -64,15 +64,12 @@ async fn hammer(limiter: &SharedLimiter, limit: Limit, key: &LimitKey, n: usize)
     decisions
 }
 
-async fn gcra_admits_the_burst_then_paces(limiter: SharedLimiter, p: String) {
-    // One request every 500 ms on average, three at once.
-    let limit = Limit::gcra(
-        "gcra-pace",
-        2,
-        Duration::from_secs(1),
-        FailurePolicy::Closed,
-    )
-    .with_burst(3);
+async fn gcra_admits_the_burst_then_paces(limiter: SharedLimiter, clock: Clock, p: String) {
+    // One request every 5 s on average, three at once. An interval this long is what lets
+    // the test assume the burst, the refusal and the knocks all fall inside one interval
+    // on a busy machine (at 500 ms, a stall of half a second failed a correct limiter).
+    let interval = Duration::from_secs(5);
+    let limit = Limit::gcra("gcra-pace", 2, 2 * interval, FailurePolicy::Closed).with_burst(3);
     let key = LimitKey::user(&p);
     let mut remaining = Vec::new();
     for _ in 0..3 {
@@ -88,12 +85,11 @@ async fn gcra_admits_the_burst_then_paces(limiter: SharedLimiter, p: String) {
     assert!(!denied.allowed, "{denied:?}");
     assert_eq!((denied.limit, denied.remaining), (3, 0));
     assert!(
-        denied.retry_after > Duration::ZERO && denied.retry_after <= Duration::from_millis(500),
+        denied.retry_after > Duration::ZERO && denied.retry_after <= interval,
         "{denied:?}"
     );
     assert!(
-        denied.reset_after > Duration::from_secs(1)
-            && denied.reset_after <= Duration::from_millis(1500),
+        denied.reset_after > 2 * interval && denied.reset_after <= 3 * interval,
         "{denied:?}"
     );
     // Knocking while refused is not counted: the wait does not grow.
@@ -105,8 +101,13 @@ async fn gcra_admits_the_burst_then_paces(limiter: SharedLimiter, p: String) {
         wait = again.retry_after;
     }
 
-    // After one interval, one more request, and only one.
-    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    // Once the interval has passed on the limiter's clock (not the test's: time sync may
+    // slew them apart), one more request, and only one.
+    let storage_key = limit.storage_key(&key);
+    let due = clock.now_us(&storage_key).await + wait.as_micros();
+    while clock.now_us(&storage_key).await <= due {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let paced = check(&limiter, &limit, &key).await;
     assert!(paced.allowed, "{paced:?}");
     assert_eq!(paced.remaining, 0);
@@ -115,10 +116,15 @@ async fn gcra_admits_the_burst_then_paces(limiter: SharedLimiter, p: String) {
     assert!(next.retry_after > Duration::ZERO);
 }
 
-async fn sliding_log_admits_exactly_the_quota_under_concurrency(limiter: SharedLimiter, p: String) {
+async fn sliding_log_admits_exactly_the_quota_under_concurrency(
+    limiter: SharedLimiter,
+    clock: Clock,
+    p: String,
+) {
     let window = Duration::from_secs(2);
     let limit = Limit::sliding_log("log-exact", 10, window, FailurePolicy::Closed);
     let key = LimitKey::user(&p);
+    let storage_key = limit.storage_key(&key);
 
     for round in 0..2 {
         let decisions = hammer(&limiter, limit, &key, 40).await;
@@ -140,21 +146,67 @@ async fn sliding_log_admits_exactly_the_quota_under_concurrency(limiter: SharedL
             );
         }
         // The 30 refusals were not logged: once the window has passed over the last
-        // admission, the whole quota is back.
-        let wait = decisions
-            .iter()
-            .map(|d| d.reset_after)
-            .max()
-            .unwrap_or(window);
-        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+        // admission, the whole quota is back. Every admission was decided before this
+        // reading, so a window past it on the limiter's clock they have all left.
+        let quota_back = clock.now_us(&storage_key).await + window.as_micros();
+        while clock.now_us(&storage_key).await <= quota_back {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
-async fn sliding_log_never_admits_before_a_window_has_passed(limiter: SharedLimiter, p: String) {
+/// The clock a limiter decides on, read by the test to judge it: the process's monotonic
+/// clock for the memory adapter, `TIME` on the Redis node holding the key for the Redis
+/// adapters. A test judging Redis on the client's monotonic clock fails on a correct
+/// limiter whenever time sync slews the server's wall clock faster than the monotonic one
+/// runs (seen: "4th admitted 997.9ms after the 1st").
+#[derive(Debug, Clone)]
+enum Clock {
+    Process,
+    Redis(Arc<RedisKv>),
+}
+
+impl Clock {
+    async fn redis(config: Option<RedisConfig>) -> Option<Self> {
+        let kv = RedisKv::open(&config?).await.expect("valid redis config");
+        Some(Self::Redis(Arc::new(kv)))
+    }
+
+    /// Now, in microseconds from an origin fixed for the test run, on the clock that
+    /// decides about `storage_key`.
+    async fn now_us(&self, storage_key: &str) -> u128 {
+        match self {
+            Self::Process => {
+                static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                ORIGIN.get_or_init(Instant::now).elapsed().as_micros()
+            }
+            Self::Redis(kv) => {
+                // Through the key, so a cluster answers from the node whose clock the
+                // limiter's script reads.
+                let mut eval = redis::cmd("EVAL");
+                eval.arg("local t = redis.call('TIME') return {t[1], t[2]}")
+                    .arg(1)
+                    .arg(storage_key);
+                let time: Vec<String> = kv.query(&eval).await.expect("TIME");
+                let part = |i: usize| time[i].parse::<u128>().expect("TIME is numeric");
+                part(0) * 1_000_000 + part(1)
+            }
+        }
+    }
+}
+
+async fn sliding_log_never_admits_before_a_window_has_passed(
+    limiter: SharedLimiter,
+    clock: Clock,
+    p: String,
+) {
     let window = Duration::from_millis(1000);
     let limit = Limit::sliding_log("log-window", 3, window, FailurePolicy::Closed);
     let key = LimitKey::user(&p);
-    let first_sent = Instant::now();
+    let storage_key = limit.storage_key(&key);
+    // Read on the limiter's clock before the 1st is sent and after the 4th is answered:
+    // the limiter decided on both in between, so these two readings must be a window apart.
+    let first_sent = clock.now_us(&storage_key).await;
     for _ in 0..3 {
         assert!(check(&limiter, &limit, &key).await.allowed);
     }
@@ -162,19 +214,17 @@ async fn sliding_log_never_admits_before_a_window_has_passed(limiter: SharedLimi
     let fourth_answered = loop {
         let d = check(&limiter, &limit, &key).await;
         if d.allowed {
-            break Instant::now();
+            break clock.now_us(&storage_key).await;
         }
         refusals += 1;
         assert!(refusals < 400, "never admitted again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(refusals > 0);
-    // The limiter decided on the 4th after the 1st was sent and before its answer came
-    // back; whatever the latency, those two moments must be a window apart.
+    let apart = fourth_answered - first_sent;
     assert!(
-        fourth_answered.duration_since(first_sent) >= window,
-        "4th admitted {:?} after the 1st",
-        fourth_answered.duration_since(first_sent)
+        apart >= window.as_micros(),
+        "4th admitted {apart} µs after the 1st, on the limiter's clock"
     );
 }
 
@@ -322,18 +372,28 @@ async fn http_layer_sets_headers_and_answers_429(limiter: SharedLimiter, p: Stri
 }
 
 macro_rules! conformance {
-    ($($adapter:ident => $open:expr;)*) => {$(
+    ($($adapter:ident => $open:expr, $clock:expr;)*) => {$(
         mod $adapter {
             use super::*;
             async fn limiter() -> Option<SharedLimiter> { $open }
-            conformance!(@cases
+            async fn clock() -> Option<Clock> { $clock }
+            conformance!(@clocked
                 gcra_admits_the_burst_then_paces,
                 sliding_log_admits_exactly_the_quota_under_concurrency,
-                sliding_log_never_admits_before_a_window_has_passed,
+                sliding_log_never_admits_before_a_window_has_passed
+            );
+            conformance!(@cases
                 keys_are_isolated,
                 unusable_limits_are_refused,
                 http_layer_sets_headers_and_answers_429
             );
+        }
+    )*};
+    (@clocked $($case:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (Some(limiter), Some(clock)) = (limiter().await, clock().await) else { return };
+            super::$case(limiter, clock, unique_prefix(stringify!($case))).await;
         }
     )*};
     (@cases $($case:ident),*) => {$(
@@ -346,10 +406,13 @@ macro_rules! conformance {
 }
 
 conformance! {
-    memory => Some(Arc::new(MemoryLimiter::new()) as SharedLimiter);
-    redis_single => open_redis(celeriac_testkit::redis_single()).await;
-    redis_cluster => open_redis(celeriac_testkit::redis_cluster()).await;
-    redis_tls => open_redis(celeriac_testkit::redis_tls()).await;
+    memory => Some(Arc::new(MemoryLimiter::new()) as SharedLimiter), Some(Clock::Process);
+    redis_single => open_redis(celeriac_testkit::redis_single()).await,
+        Clock::redis(celeriac_testkit::redis_single()).await;
+    redis_cluster => open_redis(celeriac_testkit::redis_cluster()).await,
+        Clock::redis(celeriac_testkit::redis_cluster()).await;
+    redis_tls => open_redis(celeriac_testkit::redis_tls()).await,
+        Clock::redis(celeriac_testkit::redis_tls()).await;
 }
 
 /// Every key the Redis adapter writes expires once the counter would be back to its

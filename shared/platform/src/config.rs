@@ -73,6 +73,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// How long a health check waits for one component.
     pub health_timeout: Duration,
+    /// How long a component's health result is reused before it is probed again
+    /// (`HEALTH_INTERVAL_MS`, 10 s): health is public, so probes must not follow its traffic.
+    pub health_interval: Duration,
+    /// How long a model outcome answers for the model's health before the probe makes a
+    /// one-token call of its own (`HEALTH_MODEL_INTERVAL_MS`, 5 min): each costs quota.
+    pub health_model_interval: Duration,
 }
 
 /// How to reach Redis.
@@ -239,6 +245,12 @@ impl Config {
                 body_limit_bytes: parse_or(env, "HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?,
             },
             health_timeout: Duration::from_millis(parse_or(env, "HEALTH_TIMEOUT_MS", 1500)?),
+            health_interval: Duration::from_millis(parse_or(env, "HEALTH_INTERVAL_MS", 10_000)?),
+            health_model_interval: Duration::from_millis(parse_or(
+                env,
+                "HEALTH_MODEL_INTERVAL_MS",
+                300_000,
+            )?),
         })
     }
 }

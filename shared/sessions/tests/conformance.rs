@@ -150,13 +150,16 @@ async fn an_idle_session_expires(kv: SharedKv, p: String) {
     let sessions = Sessions::new(
         kv,
         SessionConfig {
-            idle_timeout: Duration::from_millis(200),
+            // Long enough that the first use, right after login, is surely within it on a
+            // busy machine too (at 200 ms, a stall between the two failed it).
+            idle_timeout: Duration::from_secs(1),
             ..config(&p)
         },
     );
     let login = sessions.create("erin", None).await.expect("login");
     assert!(sessions.authenticate(login.token.as_str()).await.is_ok());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A fixed wait: asking again meanwhile would be a use, restarting the idle timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(is_invalid(
         sessions.authenticate(login.token.as_str()).await
     ));
@@ -166,13 +169,14 @@ async fn a_session_ends_at_its_max_lifetime(kv: SharedKv, p: String) {
     let sessions = Sessions::new(
         kv.clone(),
         SessionConfig {
-            max_lifetime: Duration::from_millis(300),
+            // As above: the first use must surely fall within it, however busy the machine.
+            max_lifetime: Duration::from_secs(1),
             ..config(&p)
         },
     );
     let login = sessions.create("frank", None).await.expect("login");
     assert!(sessions.authenticate(login.token.as_str()).await.is_ok());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(is_invalid(
         sessions.authenticate(login.token.as_str()).await
     ));

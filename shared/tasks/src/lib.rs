@@ -30,4 +30,4 @@ pub use sqs::{SqsProbe, SqsTransport};
 pub use state::{TaskRecord, TaskState, TaskStore};
 pub use task::{Registry, Task, TaskContext, TaskError, TaskSpec};
 pub use transport::{Delivery, InProcess, RedisStreams, Transport, TransportError};
-pub use worker::Worker;
+pub use worker::{PollerStatus, Worker};

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use celeriac_platform::health::{Probe, ProbeError};
+use celeriac_platform::health::{ErrorKind, Probe, ProbeError};
 
 use crate::runner::{Outcome, Runner};
 use crate::transport::{Delivery, Transport, TransportError};
@@ -36,9 +36,8 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 pub const DEAD_REASON_ATTRIBUTE: &str = "celeriac-dead-reason";
 
 fn sdk_error<E: std::error::Error + 'static>(
-    err: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+    err: SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
 ) -> TransportError {
-    use aws_sdk_sqs::error::SdkError;
     let retryable = matches!(
         err,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
@@ -369,6 +368,17 @@ impl Probe for SqsProbe {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| ProbeError(DisplayErrorContext(e).to_string()))
+            .map_err(|e| {
+                let kind = match &e {
+                    SdkError::TimeoutError(_) => ErrorKind::Timeout,
+                    SdkError::DispatchFailure(d) if d.is_timeout() => ErrorKind::Timeout,
+                    SdkError::DispatchFailure(d) if d.is_io() => ErrorKind::Refused,
+                    other => other
+                        .as_service_error()
+                        .and_then(ProvideErrorMetadata::code)
+                        .map_or(ErrorKind::Unavailable, ErrorKind::from_aws_code),
+                };
+                ProbeError::new(kind, DisplayErrorContext(e).to_string())
+            })
     }
 }

@@ -2,16 +2,20 @@
 //!
 //! Used by `celeriac dev` over the in-process transport and by `celeriac worker` over Redis
 //! Streams. (On Lambda the event source mapping does the receiving; the queue-triggered
-//! handler calls the same [`Runner`].)
+//! handler calls the same [`Runner`].) Each queue's poller records how its receives go in
+//! [`PollerStatus`], which the process's health check reads.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use celeriac_platform::health::{ErrorKind, Probe, ProbeError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::runner::{Outcome, Runner};
-use crate::transport::{Delivery, Transport};
+use crate::transport::{Delivery, Transport, TransportError};
 
 /// Most messages one receive asks for.
 const MAX_BATCH: usize = 16;
@@ -20,6 +24,108 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// A receive's wait when another queue's poller may be waiting for a permit.
 const CONTENDED_WAIT: Duration = Duration::from_millis(50);
 
+/// Failed receives in a row after which a queue's poller counts as failing: one failure
+/// is a blip the next receive gets past; three (about three seconds, with the pause after
+/// each) is an outage health must show.
+pub const FAILING_AFTER: u32 = 3;
+
+/// How one queue's poller is doing.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStatus {
+    /// Receives that failed since the last that worked.
+    pub consecutive_failures: u32,
+    /// When a receive last worked (with or without messages).
+    pub last_success: Option<Instant>,
+    /// The last failure, while failures go on.
+    pub last_error: Option<TransportError>,
+}
+
+/// Every poller's state, shared between a [`Worker`] and the health check of the process
+/// that runs it; as a [`Probe`], it is failing while any queue's poller is.
+#[derive(Debug, Clone)]
+pub struct PollerStatus {
+    adapter: &'static str,
+    queues: Arc<Mutex<BTreeMap<String, QueueStatus>>>,
+}
+
+impl PollerStatus {
+    fn new(adapter: &'static str) -> Self {
+        Self {
+            adapter,
+            queues: Arc::default(),
+        }
+    }
+
+    fn update(&self, queue: &str, change: impl FnOnce(&mut QueueStatus)) {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        change(queues.entry(queue.to_owned()).or_default());
+    }
+
+    fn received(&self, queue: &str) {
+        self.update(queue, |status| {
+            status.consecutive_failures = 0;
+            status.last_success = Some(Instant::now());
+            status.last_error = None;
+        });
+    }
+
+    fn failed(&self, queue: &str, err: &TransportError) {
+        self.update(queue, |status| {
+            status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+            status.last_error = Some(err.clone());
+        });
+    }
+
+    /// Each queue polled so far, by name.
+    pub fn queues(&self) -> BTreeMap<String, QueueStatus> {
+        self.queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Probe for PollerStatus {
+    fn adapter(&self) -> &'static str {
+        self.adapter
+    }
+
+    /// Reads memory only: no call to the broker (its own component probes that).
+    async fn check(&self) -> Result<(), ProbeError> {
+        let queues = self.queues();
+        let failing: Vec<(&String, &QueueStatus)> = queues
+            .iter()
+            .filter(|(_, s)| s.consecutive_failures >= FAILING_AFTER)
+            .collect();
+        let Some((_, first)) = failing.first() else {
+            return Ok(());
+        };
+        let kind = first
+            .last_error
+            .as_ref()
+            .map_or(ErrorKind::Unavailable, |e| {
+                ErrorKind::from_message(&e.to_string())
+            });
+        let detail: Vec<String> = failing
+            .iter()
+            .map(|(queue, s)| {
+                let since = s.last_success.map_or_else(
+                    || "never received".to_owned(),
+                    |at| format!("last received {} s ago", at.elapsed().as_secs()),
+                );
+                let error = s.last_error.as_ref().map(ToString::to_string);
+                format!(
+                    "{queue}: {} receives failed in a row, {since}: {}",
+                    s.consecutive_failures,
+                    error.unwrap_or_default()
+                )
+            })
+            .collect();
+        Err(ProbeError::new(kind, detail.join("; ")))
+    }
+}
+
 /// Receives and runs tasks until told to stop.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -27,6 +133,7 @@ pub struct Worker {
     runner: Runner,
     queues: Vec<String>,
     concurrency: usize,
+    status: PollerStatus,
 }
 
 impl Worker {
@@ -38,11 +145,17 @@ impl Worker {
         concurrency: usize,
     ) -> Self {
         Self {
+            status: PollerStatus::new(transport.adapter()),
             transport,
             runner,
             queues,
             concurrency: concurrency.max(1),
         }
+    }
+
+    /// How its pollers are doing, for the health check of the process running it.
+    pub fn status(&self) -> PollerStatus {
+        self.status.clone()
     }
 
     /// Runs until `shutdown` resolves, then lets running tasks finish (graceful stop):
@@ -100,6 +213,10 @@ async fn poll(
             r = worker.transport.receive(&queue, held.len(), wait) => r,
             _ = stop.changed() => return,
         };
+        match &received {
+            Ok(_) => worker.status.received(&queue),
+            Err(err) => worker.status.failed(&queue, err),
+        }
         match received {
             Ok(deliveries) if deliveries.is_empty() => {
                 // SQS waits in whole seconds, so a short wait is an instant empty answer:
@@ -170,5 +287,28 @@ impl Worker {
             // The message comes back after its visibility timeout: at least once, not lost.
             tracing::warn!(error = %err, ?outcome, "could not settle message; it will be redelivered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_queue_failing_three_receives_in_a_row_is_reported_until_one_works() {
+        let status = PollerStatus::new("redis-streams");
+        status.received("main-queue");
+        let refused = TransportError::Unavailable("Connection refused (os error 111)".into());
+        for _ in 1..FAILING_AFTER {
+            status.failed("main-queue", &refused);
+        }
+        assert!(status.check().await.is_ok(), "a blip is not an outage");
+        status.failed("main-queue", &refused);
+        let err = status.check().await.expect_err("failing");
+        assert_eq!(err.kind, ErrorKind::Refused);
+        assert!(err.detail.contains("main-queue"), "{err}");
+        status.received("main-queue");
+        assert!(status.check().await.is_ok());
+        assert_eq!(status.queues()["main-queue"].consecutive_failures, 0);
     }
 }

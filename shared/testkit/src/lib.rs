@@ -200,7 +200,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A redis-server of a test's own (for tests that stop Redis), with an append-only file,
-/// so a restart keeps data; killed when dropped.
+/// so a restart keeps data (or, [`OwnRedis::start_volatile`], none); killed when dropped.
 #[derive(Debug)]
 pub struct OwnRedis {
     child: std::process::Child,
@@ -213,6 +213,22 @@ pub struct OwnRedis {
 impl OwnRedis {
     /// Starts `bin` on `port`, keeping its data in `dir`, and waits until it listens.
     pub fn start(bin: &str, port: u16, dir: &Path) -> Self {
+        Self::spawn(
+            bin,
+            port,
+            dir,
+            &["--appendonly", "yes", "--appendfsync", "always"],
+        )
+    }
+
+    /// Starts `bin` on `port` without any persistence (`--save '' --appendonly no`), so a
+    /// restart comes back empty, as a cache node without persistence does; waits until it
+    /// listens.
+    pub fn start_volatile(bin: &str, port: u16, dir: &Path) -> Self {
+        Self::spawn(bin, port, dir, &["--appendonly", "no"])
+    }
+
+    fn spawn(bin: &str, port: u16, dir: &Path, persistence: &[&str]) -> Self {
         let child = std::process::Command::new(bin)
             .args([
                 "--port",
@@ -221,10 +237,9 @@ impl OwnRedis {
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "yes",
             ])
-            .args(["--appendfsync", "always", "--dir"])
+            .args(persistence)
+            .arg("--dir")
             .arg(dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -134,6 +134,8 @@ pub struct BedrockLlm {
     client: aws_sdk_bedrockruntime::Client,
     settings: Arc<BedrockSettings>,
     counters: Arc<Counters>,
+    /// How the last attempt ended, for the health probe (see [`probe`]).
+    last_call: Arc<probe::LastCall>,
 }
 
 /// One failed attempt: whether another can help, and as what it ends if none can.
@@ -189,13 +191,20 @@ impl BedrockLlm {
             client: aws_sdk_bedrockruntime::Client::from_conf(config),
             settings: Arc::new(settings),
             counters: Arc::default(),
+            last_call: Arc::default(),
         }
     }
 
     /// A health probe for the same model over the same client (one client per process:
-    /// building one costs cold-start time).
-    pub fn probe(&self) -> BedrockProbe {
-        BedrockProbe::new(self.client.clone(), self.settings.model_id.clone())
+    /// building one costs cold-start time). It answers from this adapter's last call while
+    /// that is younger than `interval`, and calls the model itself only when it is not.
+    pub fn probe(&self, interval: Duration) -> BedrockProbe {
+        BedrockProbe::new(
+            self.client.clone(),
+            self.settings.model_id.clone(),
+            self.last_call.clone(),
+            interval,
+        )
     }
 
     /// How this adapter calls the model.
@@ -257,10 +266,14 @@ impl BedrockLlm {
                 .await;
             let failure = match sent {
                 Ok(output) => {
+                    self.last_call.answered();
                     Self::check_stop(operation, &output)?;
                     return Ok(self.answered(operation, attempt, started, output));
                 }
-                Err(err) => classify(&err),
+                Err(err) => {
+                    self.last_call.failed(&err);
+                    classify(&err)
+                }
             };
             match failure {
                 Failure::Retry(err) if attempt < self.settings.max_attempts => {

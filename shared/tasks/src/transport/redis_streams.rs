@@ -10,6 +10,13 @@
 //! - `:dead`, a stream of messages that will not be delivered again, with the reason.
 //!
 //! Enqueue is one `XADD` (or one `ZADD` when delayed): one round trip.
+//!
+//! A Redis that comes back without its data (restarted without persistence, failed over
+//! to an empty replica, flushed) has lost the consumer group, and a producer's `XADD` may
+//! already have recreated the stream without it: every group command then fails with
+//! `NOGROUP`. Any such failure makes the transport forget the group and create it again
+//! (`XGROUP CREATE ... 0 MKSTREAM`) within the same receive, so the worker goes on by
+//! itself. What was queued or in flight at the wipe is gone; see the README.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -62,6 +69,11 @@ fn kv_error(err: KvError) -> TransportError {
 
 fn redis_error(err: &redis::RedisError) -> TransportError {
     kv_error(celeriac_kv::redis::classify(err))
+}
+
+/// Whether `err` says the stream's consumer group does not exist (Redis lost its data).
+fn is_no_group(err: &redis::RedisError) -> bool {
+    err.code() == Some("NOGROUP")
 }
 
 /// Moves due members of the delayed set into the stream. A member is
@@ -151,12 +163,7 @@ impl RedisStreams {
     }
 
     async fn ensure_group(&self, queue: &str) -> Result<(), TransportError> {
-        if self
-            .groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(queue)
-        {
+        if self.group_known(queue) {
             return Ok(());
         }
         let mut conn = self.kv.connection().await.map_err(kv_error)?;
@@ -178,6 +185,48 @@ impl RedisStreams {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(queue.to_owned());
         Ok(())
+    }
+
+    fn group_known(&self, queue: &str) -> bool {
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(queue)
+    }
+
+    /// The error of a command on `queue`'s group; a `NOGROUP` also forgets the group, so
+    /// the next [`Self::ensure_group`] creates it again.
+    fn group_error(&self, queue: &str, err: &redis::RedisError) -> TransportError {
+        if is_no_group(err) {
+            self.groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(queue);
+        }
+        redis_error(err)
+    }
+
+    /// One [`Self::receive_once`]; when it failed because the group is gone, the group is
+    /// created again and the round tried once more, so a wiped Redis costs one round trip,
+    /// not a failed receive.
+    async fn receive_round(
+        &self,
+        queue: &str,
+        max: usize,
+        give_up: tokio::time::Instant,
+    ) -> Result<Vec<Delivery>, TransportError> {
+        match self.receive_once(queue, max, give_up).await {
+            Err(err) if !self.group_known(queue) => {
+                tracing::warn!(
+                    queue,
+                    error = %err,
+                    "consumer group missing (Redis lost its data?); creating it again"
+                );
+                self.ensure_group(queue).await?;
+                self.receive_once(queue, max, give_up).await
+            }
+            other => other,
+        }
     }
 
     fn member(deliveries: u32, body: &str) -> String {
@@ -259,17 +308,7 @@ impl RedisStreams {
             .arg(">")
             .query_async(&mut reader)
             .await
-            .map_err(|e| {
-                // Redis lost its data (restart without persistence) and the stream was
-                // recreated by a producer without our group: create it again next round.
-                if e.code() == Some("NOGROUP") {
-                    self.groups
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(queue);
-                }
-                redis_error(&e)
-            })?;
+            .map_err(|e| self.group_error(queue, &e))?;
         Ok(reply
             .map(|r| {
                 r.keys
@@ -324,7 +363,7 @@ impl RedisStreams {
             .arg(max)
             .query_async(&mut conn)
             .await
-            .map_err(|e| redis_error(&e))?;
+            .map_err(|e| self.group_error(queue, &e))?;
         if pending.ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -340,7 +379,7 @@ impl RedisStreams {
         let claimed: redis::streams::StreamClaimReply = claim
             .query_async(&mut conn)
             .await
-            .map_err(|e| redis_error(&e))?;
+            .map_err(|e| self.group_error(queue, &e))?;
         Ok(claimed
             .ids
             .into_iter()
@@ -430,14 +469,14 @@ impl Transport for RedisStreams {
         self.ensure_group(queue).await?;
         let give_up = tokio::time::Instant::now() + wait;
         loop {
-            let mut found = self.receive_once(queue, max, give_up).await?;
+            let mut found = self.receive_round(queue, max, give_up).await?;
             if !found.is_empty() && found.len() < max && !self.linger.is_zero() {
                 // A worker that keeps up would otherwise read one message per round trip
                 // while the producer is mid-burst: wait a moment and take what arrived
                 // meanwhile in the same turn.
                 tokio::time::sleep(self.linger).await;
                 let more = self
-                    .receive_once(queue, max - found.len(), tokio::time::Instant::now())
+                    .receive_round(queue, max - found.len(), tokio::time::Instant::now())
                     .await?;
                 found.extend(more);
             }
