@@ -678,7 +678,7 @@ fn accepted(admission: &Admission, status: &'static str) -> Response {
 }
 
 /// Both limits of a request about an address (per client, then per address); the
-/// admission of the stricter one for the headers.
+/// per-address admission, whose `RateLimit-*` headers the answer carries.
 async fn enforce_address_limits(
     api: &AccountsApi,
     ip: std::net::IpAddr,
