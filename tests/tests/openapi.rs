@@ -1,7 +1,8 @@
 //! The OpenAPI document against the running system: every documented operation is called
 //! on `celeriac dev` (embedded defaults), as a client would, and each answer is checked
 //! against the document: its status must be one the operation lists, and its JSON body
-//! must match that response's schema.
+//! (or, for the pages of mailed links, its HTML as a string) must match that response's
+//! schema.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::path::Path;
 use celeriac_testkit::{DevServer, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{confirmation_link, outbox_text, unique_email};
+use support::{confirmation_link, link_to, new_outbox_link, outbox_text, token_of, unique_email};
 
 /// The document, and what the calls so far have covered.
 struct Contract {
@@ -62,18 +63,24 @@ impl Contract {
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
+        let media = match response.headers().get("content-type") {
+            Some(t) if t.to_str().is_ok_and(|t| t.starts_with("text/html")) => "text/html",
+            _ => "application/json",
+        };
         let text = response.text().await.expect("body");
         let body: Value = if text.is_empty() {
             Value::Null
+        } else if media == "text/html" {
+            Value::String(text)
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
         };
         assert_eq!(status, expected, "{method} {path}: {body}");
-        self.check(&method, route, status, &body);
+        self.check(&method, route, status, media, &body);
         body
     }
 
-    fn check(&mut self, method: &Method, route: &str, status: u16, body: &Value) {
+    fn check(&mut self, method: &Method, route: &str, status: u16, media: &str, body: &Value) {
         let verb = method.as_str().to_lowercase();
         let operation = &self.document["paths"][route][&verb];
         assert!(
@@ -99,7 +106,7 @@ impl Contract {
             pointer = target.to_owned();
             response = self.document.pointer(target).expect("the $ref resolves");
         }
-        let schema = &response["content"]["application/json"]["schema"];
+        let schema = &response["content"][media]["schema"];
         if schema.is_null() {
             assert!(
                 body.is_null(),
@@ -108,7 +115,10 @@ impl Contract {
         } else {
             // The whole document is the root, so the schema's `$ref`s resolve in it.
             let mut root = self.document.clone();
-            root["$ref"] = json!(format!("#{pointer}/content/application~1json/schema"));
+            root["$ref"] = json!(format!(
+                "#{pointer}/content/{}/schema",
+                media.replace('/', "~1")
+            ));
             let validator = jsonschema::draft202012::new(&root)
                 .unwrap_or_else(|e| panic!("{method} {route} {status}: bad schema: {e}"));
             let errors: Vec<String> = validator
@@ -197,7 +207,7 @@ async fn every_operation_answers_as_the_document_says() {
     let server = DevServer::start(&[("MAIL_OUTBOX_DIR", outbox.display().to_string())]);
     let mut api = Contract::new(&server);
     api.expect(200, Call::get("/api/health/")).await;
-    let token = accounts(&mut api, &outbox).await;
+    let (token, email) = accounts(&mut api, &outbox).await;
     shop(&mut api, &token).await;
     wellness(&mut api, &token).await;
     recall(&mut api, &token).await;
@@ -207,6 +217,7 @@ async fn every_operation_answers_as_the_document_says() {
     api.expect(202, change.bearer(&token)).await;
     api.expect(204, Call::post("/api/v1/user/logout").bearer(&token))
         .await;
+    password_reset(&mut api, &outbox, &email).await;
     assert_eq!(
         api.covered,
         api.operations(),
@@ -216,8 +227,8 @@ async fn every_operation_answers_as_the_document_says() {
 }
 
 /// Registers, follows the email task and the confirmation link, logs in and refreshes;
-/// the access token.
-async fn accounts(api: &mut Contract, outbox: &Path) -> String {
+/// the access token and the account's address.
+async fn accounts(api: &mut Contract, outbox: &Path) -> (String, String) {
     let email = unique_email("openapi");
     let password = "green tea at five";
     let registration = "/api/v1/user/registration";
@@ -240,10 +251,31 @@ async fn accounts(api: &mut Contract, outbox: &Path) -> String {
         let unknown = route.replace("{task_id}", "5d1c9a77-0000-4000-8000-000000000000");
         api.expect(404, Call::get(route).at(unknown)).await;
     }
-    let link = confirmation_link(&outbox_text(outbox, &email).await).expect("a link");
-    let confirm = &link[link.find("/api/").expect("path")..];
-    api.expect(200, Call::get("/api/v1/user/confirm").at(confirm))
+    let resend = "/api/v1/user/registration/resend";
+    api.expect(202, Call::post(resend).json(json!({"email": email})))
         .await;
+    api.expect(400, Call::post(resend).json(json!({"email": "no"})))
+        .await;
+    let first = confirmation_link(&outbox_text(outbox, &email).await).expect("a link");
+    let marker = "/api/v1/user/confirm?token=";
+    let link = new_outbox_link(outbox, &email, marker, &[&first]).await;
+    let confirm = "/api/v1/user/confirm";
+    api.expect(
+        200,
+        Call::get(confirm).at(&link[link.find("/api/").expect("path")..]),
+    )
+    .await;
+    api.expect(400, Call::get(confirm)).await;
+    api.expect(
+        400,
+        Call::post(confirm).json(json!({"token": token_of(&first)})),
+    )
+    .await;
+    api.expect(
+        200,
+        Call::post(confirm).json(json!({"token": token_of(&link)})),
+    )
+    .await;
     let login = "/api/v1/user/login";
     let session = api
         .expect(
@@ -261,7 +293,31 @@ async fn accounts(api: &mut Contract, outbox: &Path) -> String {
     api.expect(200, Call::get("/api/v1/user/me").bearer(&token))
         .await;
     api.expect(401, Call::get("/api/v1/user/me")).await;
-    token
+    (token, email)
+}
+
+/// Asks for a reset of `email`, opens the mailed page, and sets a new password.
+async fn password_reset(api: &mut Contract, outbox: &Path, email: &str) {
+    let forgot = "/api/v1/user/password/forgot";
+    api.expect(202, Call::post(forgot).json(json!({"email": email})))
+        .await;
+    api.expect(400, Call::post(forgot).json(json!({"email": "no"})))
+        .await;
+    let marker = "/api/v1/user/password/reset?token=";
+    let link = new_outbox_link(outbox, email, marker, &[]).await;
+    assert!(link_to(&link, marker).is_some());
+    let reset = "/api/v1/user/password/reset";
+    api.expect(
+        200,
+        Call::get(reset).at(&link[link.find("/api/").expect("path")..]),
+    )
+    .await;
+    api.expect(400, Call::get(reset)).await;
+    let token = token_of(&link);
+    let short = json!({"token": token, "password": "short"});
+    api.expect(400, Call::post(reset).json(short)).await;
+    let new = json!({"token": token, "password": "a new pot of tea"});
+    api.expect(200, Call::post(reset).json(new)).await;
 }
 
 async fn shop(api: &mut Contract, token: &str) {

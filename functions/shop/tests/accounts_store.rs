@@ -25,10 +25,15 @@ fn email(name: &str) -> String {
 }
 
 fn new_user(email: &str) -> NewUser {
+    with_hash(email, "$argon2id$placeholder")
+}
+
+fn with_hash(email: &str, password_hash: &str) -> NewUser {
     NewUser {
         email: email.to_owned(),
         name: "Tea Lover".into(),
-        password_hash: "$argon2id$placeholder".into(),
+        password_hash: password_hash.into(),
+        pending_until: in_an_hour(),
     }
 }
 
@@ -36,11 +41,41 @@ fn in_an_hour() -> chrono::DateTime<Utc> {
     Utc::now() + Duration::hours(1)
 }
 
+/// A user who registered and used the link.
+async fn confirmed_user(store: &SharedAccounts, address: &str) -> celeriac_shop::accounts::User {
+    let user = store.create_user(new_user(address)).await.expect("create");
+    let token = Token::generate();
+    assert!(
+        store
+            .put_email_token(
+                &token.digest(),
+                user.id,
+                TokenKind::Registration,
+                in_an_hour()
+            )
+            .await
+            .expect("put")
+    );
+    store
+        .redeem_email_token(&token.digest())
+        .await
+        .expect("redeem")
+        .expect("valid")
+}
+
+async fn password_hash_of(store: &SharedAccounts, address: &str) -> Option<String> {
+    store
+        .user_by_email(address)
+        .await
+        .expect("by email")
+        .map(|(_, hash)| hash)
+}
+
 async fn users_are_unique_by_email(store: SharedAccounts) {
     let address = email("unique");
-    let user = store.create_user(new_user(&address)).await.expect("create");
+    let user = confirmed_user(&store, &address).await;
     assert_eq!(user.email, address);
-    assert_eq!(user.confirmed_at, None);
+    assert!(user.confirmed_at.is_some());
     let again = store.create_user(new_user(&address)).await;
     assert!(matches!(again, Err(AccountError::EmailTaken)), "{again:?}");
     let (found, hash) = store
@@ -108,6 +143,252 @@ async fn only_unconfirmed_users_can_be_undone(store: SharedAccounts) {
     assert!(store.user_by_id(confirmed.id).await.expect("get").is_some());
 }
 
+async fn registering_a_pending_address_again_replaces_it_and_kills_its_link(store: SharedAccounts) {
+    let address = email("squatted");
+    let squatter = store
+        .create_user(with_hash(&address, "squatter's"))
+        .await
+        .expect("create");
+    let squatter_link = Token::generate();
+    assert!(
+        store
+            .put_email_token(
+                &squatter_link.digest(),
+                squatter.id,
+                TokenKind::Registration,
+                in_an_hour()
+            )
+            .await
+            .expect("put")
+    );
+    let owner = store
+        .create_user(with_hash(&address, "owner's"))
+        .await
+        .expect("a pending address can be registered again");
+    assert_ne!(owner.id, squatter.id);
+    assert_eq!(store.user_by_id(squatter.id).await.expect("get"), None);
+    assert_eq!(
+        password_hash_of(&store, &address).await.as_deref(),
+        Some("owner's")
+    );
+    assert_eq!(
+        store
+            .redeem_email_token(&squatter_link.digest())
+            .await
+            .expect("redeem"),
+        None,
+        "the replaced account's link is dead"
+    );
+    let owner_link = Token::generate();
+    store
+        .put_email_token(
+            &owner_link.digest(),
+            owner.id,
+            TokenKind::Registration,
+            in_an_hour(),
+        )
+        .await
+        .expect("put");
+    let confirmed = store
+        .redeem_email_token(&owner_link.digest())
+        .await
+        .expect("redeem")
+        .expect("the new link confirms");
+    assert_eq!(confirmed.id, owner.id);
+    assert_eq!(
+        password_hash_of(&store, &address).await.as_deref(),
+        Some("owner's")
+    );
+}
+
+async fn an_expired_pending_user_holds_nothing(store: SharedAccounts) {
+    let address = email("expired");
+    let expired = store
+        .create_user(NewUser {
+            pending_until: Utc::now() - Duration::seconds(1),
+            ..new_user(&address)
+        })
+        .await
+        .expect("create");
+    assert_eq!(
+        store.user_by_email(&address).await.expect("by email"),
+        None,
+        "cannot log in"
+    );
+    assert!(
+        !store
+            .put_email_token(
+                &Token::generate().digest(),
+                expired.id,
+                TokenKind::Registration,
+                in_an_hour()
+            )
+            .await
+            .expect("put"),
+        "no new link revives it"
+    );
+    let owner = store
+        .create_user(new_user(&address))
+        .await
+        .expect("the address is free");
+    assert_eq!(
+        store
+            .user_by_email(&address)
+            .await
+            .expect("by email")
+            .map(|(user, _)| user.id),
+        Some(owner.id)
+    );
+}
+
+async fn a_new_link_kills_the_earlier_one_of_its_kind(store: SharedAccounts) {
+    let user = confirmed_user(&store, &email("links")).await;
+    let first = Token::generate();
+    let second = Token::generate();
+    let reset = Token::generate();
+    for (token, kind) in [
+        (&reset, TokenKind::PasswordReset),
+        (
+            &first,
+            TokenKind::EmailChange {
+                new_email: email("first"),
+            },
+        ),
+        (
+            &second,
+            TokenKind::EmailChange {
+                new_email: email("second"),
+            },
+        ),
+    ] {
+        assert!(
+            store
+                .put_email_token(&token.digest(), user.id, kind, in_an_hour())
+                .await
+                .expect("put")
+        );
+    }
+    assert_eq!(
+        store
+            .redeem_email_token(&first.digest())
+            .await
+            .expect("redeem"),
+        None
+    );
+    assert!(
+        store
+            .redeem_email_token(&second.digest())
+            .await
+            .expect("redeem")
+            .is_some()
+    );
+    assert!(
+        store
+            .reset_password(&reset.digest(), "other kind untouched".into())
+            .await
+            .expect("reset")
+            .is_some()
+    );
+}
+
+async fn a_password_reset_works_once_and_revokes_refresh_tokens(store: SharedAccounts) {
+    let address = email("reset");
+    let user = confirmed_user(&store, &address).await;
+    let refresh = Token::generate();
+    store
+        .put_refresh_token(&refresh.digest(), Uuid::new_v4(), user.id, in_an_hour())
+        .await
+        .expect("put");
+    let reset = Token::generate();
+    store
+        .put_email_token(
+            &reset.digest(),
+            user.id,
+            TokenKind::PasswordReset,
+            in_an_hour(),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .redeem_email_token(&reset.digest())
+            .await
+            .expect("redeem"),
+        None,
+        "a reset token confirms nothing"
+    );
+    let done = store
+        .reset_password(&reset.digest(), "new hash".into())
+        .await
+        .expect("reset")
+        .expect("valid");
+    assert_eq!(done.id, user.id);
+    assert_eq!(
+        password_hash_of(&store, &address).await.as_deref(),
+        Some("new hash")
+    );
+    assert_eq!(
+        store
+            .reset_password(&reset.digest(), "again".into())
+            .await
+            .expect("again"),
+        None,
+        "single use"
+    );
+    assert_eq!(
+        password_hash_of(&store, &address).await.as_deref(),
+        Some("new hash")
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token(&refresh.digest(), &Token::generate().digest(), in_an_hour())
+            .await
+            .expect("rotate"),
+        Refresh::Invalid,
+        "refresh tokens from before the reset are revoked"
+    );
+
+    let registration = Token::generate();
+    let pending = store
+        .create_user(new_user(&email("reset-pending")))
+        .await
+        .expect("create");
+    store
+        .put_email_token(
+            &registration.digest(),
+            pending.id,
+            TokenKind::Registration,
+            in_an_hour(),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .reset_password(&registration.digest(), "x".into())
+            .await
+            .expect("reset"),
+        None,
+        "a registration token resets nothing"
+    );
+    let stale = Token::generate();
+    store
+        .put_email_token(
+            &stale.digest(),
+            user.id,
+            TokenKind::PasswordReset,
+            Utc::now() - Duration::seconds(1),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .reset_password(&stale.digest(), "x".into())
+            .await
+            .expect("stale"),
+        None
+    );
+}
+
 async fn a_confirmation_token_works_once(store: SharedAccounts) {
     let user = store
         .create_user(new_user(&email("confirm")))
@@ -137,12 +418,26 @@ async fn a_confirmation_token_works_once(store: SharedAccounts) {
         None,
         "a used token is spent"
     );
+    assert!(
+        !store
+            .put_email_token(
+                &Token::generate().digest(),
+                user.id,
+                TokenKind::Registration,
+                in_an_hour()
+            )
+            .await
+            .expect("put"),
+        "a confirmed user gets no registration link"
+    );
     let stale = Token::generate();
     store
         .put_email_token(
             &stale.digest(),
             user.id,
-            TokenKind::Registration,
+            TokenKind::EmailChange {
+                new_email: email("stale"),
+            },
             Utc::now() - Duration::seconds(1),
         )
         .await
@@ -164,10 +459,7 @@ async fn a_confirmation_token_works_once(store: SharedAccounts) {
 }
 
 async fn an_email_change_applies_on_confirmation_unless_taken(store: SharedAccounts) {
-    let user = store
-        .create_user(new_user(&email("old")))
-        .await
-        .expect("create");
+    let user = confirmed_user(&store, &email("old")).await;
     let new_address = email("new");
     let change = Token::generate();
     store
@@ -198,12 +490,9 @@ async fn an_email_change_applies_on_confirmation_unless_taken(store: SharedAccou
         .expect("valid");
     assert_eq!(changed.email, new_address);
 
-    // Someone else registers the target address before the confirmation: refused, and
-    // the token stays usable should that account go away.
-    let other = store
-        .create_user(new_user(&email("other")))
-        .await
-        .expect("create");
+    // Another account wants the address, now confirmed: refused, and the token stays
+    // usable should that account go away.
+    let other = confirmed_user(&store, &email("other")).await;
     let contested = Token::generate();
     store
         .put_email_token(
@@ -227,6 +516,29 @@ async fn an_email_change_applies_on_confirmation_unless_taken(store: SharedAccou
             .email,
         new_address
     );
+
+    // A pending registration of the target address yields to the confirmed change.
+    let wanted = email("wanted");
+    let squatter = store.create_user(new_user(&wanted)).await.expect("create");
+    let change = Token::generate();
+    store
+        .put_email_token(
+            &change.digest(),
+            other.id,
+            TokenKind::EmailChange {
+                new_email: wanted.clone(),
+            },
+            in_an_hour(),
+        )
+        .await
+        .expect("put");
+    let changed = store
+        .redeem_email_token(&change.digest())
+        .await
+        .expect("redeem")
+        .expect("valid");
+    assert_eq!(changed.email, wanted);
+    assert_eq!(store.user_by_id(squatter.id).await.expect("get"), None);
 }
 
 async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family(store: SharedAccounts) {
@@ -339,6 +651,10 @@ macro_rules! conformance {
             async fn store() -> Option<SharedAccounts> { $open }
             conformance!(@cases
                 users_are_unique_by_email,
+                registering_a_pending_address_again_replaces_it_and_kills_its_link,
+                an_expired_pending_user_holds_nothing,
+                a_new_link_kills_the_earlier_one_of_its_kind,
+                a_password_reset_works_once_and_revokes_refresh_tokens,
                 only_unconfirmed_users_can_be_undone,
                 a_confirmation_token_works_once,
                 an_email_change_applies_on_confirmation_unless_taken,

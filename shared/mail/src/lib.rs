@@ -24,7 +24,7 @@ pub mod templates;
 pub use config::{MailConfig, MailProvider, SmtpConfig, SmtpSecurity};
 pub use error::MailError;
 pub use mailer::{Mailer, Sent, SharedMailer, open};
-pub use message::Message;
+pub use message::{Message, parse_recipient};
 pub use outbox::{OutboxEntry, OutboxMailer};
 pub use ses::SesMailer;
 pub use smtp::SmtpMailer;

@@ -36,7 +36,9 @@ use crate::error::MailError;
 use crate::html_text::text_from_html;
 use crate::mailer::{SharedMailer, open};
 use crate::message::Message;
-use crate::templates::{EMAIL_CHANGE_CONFIRMATION, REGISTRATION_CONFIRMATION, Templates};
+use crate::templates::{
+    ACCOUNT_EXISTS, EMAIL_CHANGE_CONFIRMATION, PASSWORD_RESET, REGISTRATION_CONFIRMATION, Templates,
+};
 
 /// `send_email` on the default queue (`celery`, as in the seed), with Celery's default
 /// retries: 3 more attempts, 1 s to 600 s full-jitter backoff; then the dead-letter queue.
@@ -109,6 +111,30 @@ impl SendEmailArgs {
             new_email,
             "Confirm your new email address",
             EMAIL_CHANGE_CONFIRMATION,
+            environment,
+        )
+    }
+
+    /// The password reset mail, with the link to the page that sets a new password. Add
+    /// `username` or `valid_minutes` as needed.
+    pub fn password_reset(email_to: impl Into<String>, link: impl Into<String>) -> Self {
+        let email_to = email_to.into();
+        let mut environment = serde_json::Map::new();
+        environment.insert("link".into(), link.into().into());
+        environment.insert("email".into(), email_to.clone().into());
+        Self::template(email_to, "Reset your password", PASSWORD_RESET, environment)
+    }
+
+    /// The notice to the owner of an address someone tried to register again (instead of
+    /// telling that someone the address has an account).
+    pub fn account_exists(email_to: impl Into<String>) -> Self {
+        let email_to = email_to.into();
+        let mut environment = serde_json::Map::new();
+        environment.insert("email".into(), email_to.clone().into());
+        Self::template(
+            email_to,
+            "Someone tried to register with your address",
+            ACCOUNT_EXISTS,
             environment,
         )
     }

@@ -24,8 +24,14 @@ pub const REGISTRATION_CONFIRMATION: &str = "registration_confirmation.html";
 /// `email_change_confirmation.html`: variables `link` and `new_email` (required),
 /// `username`, `project_name`, `valid_hours`.
 pub const EMAIL_CHANGE_CONFIRMATION: &str = "email_change_confirmation.html";
+/// `password_reset.html`: variables `link` (required), `username`, `email`,
+/// `project_name`, `valid_minutes`.
+pub const PASSWORD_RESET: &str = "password_reset.html";
+/// `account_exists.html`, sent when someone registers an address that has an account:
+/// variables `email`, `project_name`.
+pub const ACCOUNT_EXISTS: &str = "account_exists.html";
 
-const EMBEDDED: [(&str, &str); 5] = [
+const EMBEDDED: [(&str, &str); 9] = [
     ("base.html", include_str!("../templates/base.html")),
     (
         REGISTRATION_CONFIRMATION,
@@ -42,6 +48,22 @@ const EMBEDDED: [(&str, &str); 5] = [
     (
         "email_change_confirmation.txt",
         include_str!("../templates/email_change_confirmation.txt"),
+    ),
+    (
+        PASSWORD_RESET,
+        include_str!("../templates/password_reset.html"),
+    ),
+    (
+        "password_reset.txt",
+        include_str!("../templates/password_reset.txt"),
+    ),
+    (
+        ACCOUNT_EXISTS,
+        include_str!("../templates/account_exists.html"),
+    ),
+    (
+        "account_exists.txt",
+        include_str!("../templates/account_exists.txt"),
     ),
 ];
 
@@ -245,6 +267,23 @@ mod tests {
         assert!(rendered.text.contains("to new@shop.example."));
         assert!(rendered.text.lines().any(|line| line == LINK));
         assert!(!rendered.text.contains("valid for"), "no valid_hours given");
+    }
+
+    #[test]
+    fn password_reset_carries_the_link_and_its_lifetime() {
+        let rendered = Templates::default()
+            .render(
+                PASSWORD_RESET,
+                &vars(json!({"link": LINK, "email": "mei@shop.example", "valid_minutes": 60})),
+            )
+            .expect("renders");
+        assert!(rendered.text.lines().any(|line| line == LINK));
+        assert!(
+            rendered.text.contains("for 60 minutes"),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.html.contains("<strong>mei@shop.example</strong>"));
     }
 
     #[test]

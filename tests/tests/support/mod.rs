@@ -126,9 +126,101 @@ fn uuid_like() -> String {
 
 /// The first `http…/confirm?token=…` link in a text.
 pub fn confirmation_link(text: &str) -> Option<String> {
+    link_to(text, "/api/v1/user/confirm?token=")
+}
+
+/// The first link in `text` containing `marker` (a path and `?token=`).
+pub fn link_to(text: &str, marker: &str) -> Option<String> {
     text.split_whitespace()
-        .find(|word| word.contains("/api/v1/user/confirm?token="))
+        .find(|word| word.contains(marker))
         .map(str::to_owned)
+}
+
+/// The token of a mailed link.
+pub fn token_of(link: &str) -> String {
+    link.split_once("token=")
+        .map(|(_, token)| token.to_owned())
+        .unwrap_or_else(|| panic!("no token in {link}"))
+}
+
+impl Client {
+    /// Confirms as the button of the link's page does, but as JSON: `POST
+    /// /api/v1/user/confirm {token}`.
+    pub async fn confirm(&self, link: &str) -> reqwest::Response {
+        self.post(
+            "/api/v1/user/confirm",
+            json!({"token": token_of(link)}),
+            None,
+        )
+        .await
+    }
+
+    /// Posts `fields` as the form of a mailed link's page does, to the link's own URL.
+    pub async fn submit_form(&self, link: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let body = fields
+            .iter()
+            .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.http
+            .post(link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("POST form")
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value, as a browser sends it.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                char::from(b).to_string()
+            }
+            b' ' => "+".to_owned(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Every mail to `to` in the file outbox at `dir` (each one's text part), oldest first.
+pub fn outbox_texts(dir: &Path, to: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(listing) = std::fs::read_dir(dir) {
+        for entry in listing.flatten() {
+            let Ok(raw) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let Ok(mail) = serde_json::from_slice::<Value>(&raw) else {
+                continue;
+            };
+            if mail["to"].as_str().is_some_and(|t| t.contains(to)) {
+                let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                let text = mail["text"].as_str().unwrap_or_default().to_owned();
+                found.push((modified, text));
+            }
+        }
+    }
+    found.sort_by_key(|(modified, _)| *modified);
+    found.into_iter().map(|(_, text)| text).collect()
+}
+
+/// Waits for a mail to `to` with a link containing `marker` that is not in `known`;
+/// returns the link.
+pub async fn new_outbox_link(dir: &Path, to: &str, marker: &str, known: &[&str]) -> String {
+    for _ in 0..200 {
+        let fresh = outbox_texts(dir, to)
+            .iter()
+            .filter_map(|text| link_to(text, marker))
+            .find(|link| !known.contains(&link.as_str()));
+        if let Some(link) = fresh {
+            return link;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no new {marker} link to {to} in {}", dir.display());
 }
 
 /// Waits for the email to `to` in the file outbox at `dir`; returns its text part.
@@ -165,7 +257,7 @@ pub async fn signed_up(client: &Client, outbox: &Path, email: &str) -> String {
     assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
     let link = confirmation_link(&outbox_text(outbox, email).await).expect("a link");
     assert_eq!(
-        client.get(&link, None).await.status(),
+        client.confirm(&link).await.status(),
         reqwest::StatusCode::OK
     );
     let login = client.login(email, password).await;

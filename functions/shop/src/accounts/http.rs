@@ -4,7 +4,12 @@
 //! | method and path | router |
 //! |---|---|
 //! | `POST /api/v1/user/registration` | [`registration`] |
-//! | `GET /api/v1/user/confirm?token=` | [`confirm`] (registration and email change) |
+//! | `POST /api/v1/user/registration/resend` | [`registration_resend`] |
+//! | `GET /api/v1/user/confirm?token=` | [`confirm_page`] (the mailed link: a page, changes nothing) |
+//! | `POST /api/v1/user/confirm` | [`confirm`] (registration and email change) |
+//! | `POST /api/v1/user/password/forgot` | [`password_forgot`] |
+//! | `GET /api/v1/user/password/reset?token=` | [`password_reset_page`] (the mailed link) |
+//! | `POST /api/v1/user/password/reset` | [`password_reset`] |
 //! | `POST /api/v1/user/login` | [`login`] |
 //! | `POST /api/v1/user/refresh` | [`refresh`] |
 //! | `POST /api/v1/user/logout` | [`logout`] |
@@ -16,6 +21,12 @@
 //! id ([`celeriac_sessions`]); the refresh token rotates on every use, and a used one
 //! presented again revokes its family and every session of the user (a stolen token was
 //! replayed).
+//!
+//! An unconfirmed account lasts as long as its confirmation link; registering its address
+//! again replaces it, and registering a confirmed address answers as a fresh registration
+//! does while mailing the owner instead (see [`super::store`]). Resend and password reset
+//! requests answer the same whether or not the address has an account. A password reset
+//! ends every session and refresh token of the account.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +43,7 @@ use celeriac_limits::{
 };
 use celeriac_mail::SendEmailArgs;
 use celeriac_platform::Error;
+use celeriac_platform::config::{ConfigError, EnvSource, ProcessEnv};
 use celeriac_platform::json::JsonBody;
 use celeriac_platform_functions::{Adapters, Database};
 use celeriac_sessions::{Authenticated, NewSession, SessionConfig, Sessions};
@@ -43,6 +55,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::pages::{Page, Submitted};
 use super::postgres::PgAccounts;
 use super::secrets::{Token, TokenDigest, decoy_hash, hash_password, verify_password};
 use super::store::{
@@ -51,8 +64,15 @@ use super::store::{
 
 /// Registration path.
 pub const REGISTRATION_PATH: &str = "/api/v1/user/registration";
-/// Confirmation path (the link mailed for registration and for an email change).
+/// Asks for a new confirmation link.
+pub const RESEND_PATH: &str = "/api/v1/user/registration/resend";
+/// Confirmation path (the link mailed for registration and for an email change): `GET`
+/// shows the page, `POST` confirms.
 pub const CONFIRM_PATH: &str = "/api/v1/user/confirm";
+/// Asks for a password reset link.
+pub const PASSWORD_FORGOT_PATH: &str = "/api/v1/user/password/forgot";
+/// The mailed reset link: `GET` shows the page, `POST` sets the new password.
+pub const PASSWORD_RESET_PATH: &str = "/api/v1/user/password/reset";
 /// Login path.
 pub const LOGIN_PATH: &str = "/api/v1/user/login";
 /// Refresh path.
@@ -102,6 +122,37 @@ pub const EMAIL_CHANGE_PER_USER: Limit = Limit::sliding_log(
     FailurePolicy::Closed,
 );
 
+/// Resends per client IP: 10 an hour, in bursts of 5; fails closed (each may send a mail).
+pub const RESEND_PER_IP: Limit = Limit::gcra(
+    "resend-ip",
+    10,
+    Duration::from_secs(3600),
+    FailurePolicy::Closed,
+)
+.with_burst(5);
+/// Resends per address: 3 an hour; fails closed.
+pub const RESEND_PER_ADDRESS: Limit = Limit::sliding_log(
+    "resend-address",
+    3,
+    Duration::from_secs(3600),
+    FailurePolicy::Closed,
+);
+/// Password reset requests per client IP: 10 an hour, in bursts of 5; fails closed.
+pub const PASSWORD_RESET_PER_IP: Limit = Limit::gcra(
+    "password-reset-ip",
+    10,
+    Duration::from_secs(3600),
+    FailurePolicy::Closed,
+)
+.with_burst(5);
+/// Password reset requests per address: 3 an hour; fails closed.
+pub const PASSWORD_RESET_PER_ADDRESS: Limit = Limit::sliding_log(
+    "password-reset-address",
+    3,
+    Duration::from_secs(3600),
+    FailurePolicy::Closed,
+);
+
 /// Settings of the accounts endpoints, read once from the environment.
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
@@ -109,8 +160,13 @@ pub struct AccountsConfig {
     /// Lambda, the API's own domain from the API Gateway request context is used. Never
     /// the request's Host header, which a client could set to its own site.
     pub public_base_url: Option<String>,
-    /// How long a mailed confirmation link works (`CONFIRMATION_TTL_HOURS`, default 24).
+    /// How long a mailed confirmation link works, and so how long an unconfirmed account
+    /// waits for it (`CONFIRMATION_TTL_HOURS`, default 24; `CONFIRMATION_TTL_SECONDS`, when
+    /// set, takes its place, for short-lived links in tests).
     pub confirmation_ttl: Duration,
+    /// How long a mailed password reset link works (`PASSWORD_RESET_TTL_MINUTES`, default
+    /// 60).
+    pub password_reset_ttl: Duration,
     /// How long a refresh token lives (`REFRESH_TOKEN_TTL_DAYS`, default 30).
     pub refresh_ttl: Duration,
 }
@@ -118,11 +174,16 @@ pub struct AccountsConfig {
 impl AccountsConfig {
     /// Reads the settings; `default_base_url` applies when `PUBLIC_BASE_URL` is unset (the
     /// dev runner's own address), and without one it is an error.
-    pub fn from_env(
+    pub fn from_env(default_base_url: Option<&str>) -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv, default_base_url)
+    }
+
+    /// Reads the settings from `env`; see [`AccountsConfig::from_env`].
+    pub fn from_source(
+        env: &impl EnvSource,
         default_base_url: Option<&str>,
-    ) -> Result<Self, celeriac_platform::config::ConfigError> {
-        use celeriac_platform::config::ConfigError;
-        let var = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+    ) -> Result<Self, ConfigError> {
+        let var = |key: &str| env.var(key);
         let public_base_url =
             var("PUBLIC_BASE_URL").or_else(|| default_base_url.map(str::to_owned));
         if public_base_url
@@ -143,9 +204,15 @@ impl AccountsConfig {
                     .ok_or_else(|| ConfigError::new(key, "must be a whole number above 0"))
             })
         };
+        let confirmation_ttl = if var("CONFIRMATION_TTL_SECONDS").is_some() {
+            Duration::from_secs(number("CONFIRMATION_TTL_SECONDS", 1)?)
+        } else {
+            Duration::from_secs(number("CONFIRMATION_TTL_HOURS", 24)? * 3600)
+        };
         Ok(Self {
             public_base_url: public_base_url.map(|url| url.trim_end_matches('/').to_owned()),
-            confirmation_ttl: Duration::from_secs(number("CONFIRMATION_TTL_HOURS", 24)? * 3600),
+            confirmation_ttl,
+            password_reset_ttl: Duration::from_secs(number("PASSWORD_RESET_TTL_MINUTES", 60)? * 60),
             refresh_ttl: Duration::from_secs(number("REFRESH_TOKEN_TTL_DAYS", 30)? * 86_400),
         })
     }
@@ -160,8 +227,9 @@ pub struct AccountsApi {
     pub sessions: Sessions,
     /// Rate limits.
     pub limiter: SharedLimiter,
-    /// Enqueues `send_email`.
-    pub tasks: TaskClient,
+    /// Enqueues `send_email`; `None` in a function that sends no mail (it is given no
+    /// queue).
+    pub tasks: Option<TaskClient>,
     /// Settings.
     pub config: Arc<AccountsConfig>,
 }
@@ -173,6 +241,20 @@ impl AccountsApi {
     pub fn open(
         adapters: &Adapters,
         tasks: TaskClient,
+        config: AccountsConfig,
+    ) -> anyhow::Result<Self> {
+        Self::open_with(adapters, Some(tasks), config)
+    }
+
+    /// The same for an endpoint that sends no mail (login, confirm...), which then needs no
+    /// queue.
+    pub fn open_without_mail(adapters: &Adapters, config: AccountsConfig) -> anyhow::Result<Self> {
+        Self::open_with(adapters, None, config)
+    }
+
+    fn open_with(
+        adapters: &Adapters,
+        tasks: Option<TaskClient>,
         config: AccountsConfig,
     ) -> anyhow::Result<Self> {
         let store: SharedAccounts = match &adapters.database {
@@ -200,7 +282,23 @@ impl AccountsApi {
     }
 }
 
-/// Runs one accounts endpoint as a Lambda function.
+/// Runs one accounts endpoint that sends no mail as a Lambda function: it is given no
+/// queue (least privilege), and one that tried to mail would fail.
+pub async fn run_lambda_endpoint_without_mail(
+    service: &str,
+    router: fn(AccountsApi) -> Router,
+) -> Result<(), lambda_http::Error> {
+    celeriac_platform_functions::run_endpoint(service, |_, adapters| {
+        Ok(router(AccountsApi::open_without_mail(
+            adapters,
+            AccountsConfig::from_env(None)?,
+        )?))
+    })
+    .await
+}
+
+/// Runs one accounts endpoint that mails (registration, resend, reset request, email
+/// change) as a Lambda function.
 pub async fn run_lambda_endpoint(
     service: &str,
     router: fn(AccountsApi) -> Router,
@@ -218,6 +316,17 @@ pub async fn run_lambda_endpoint(
     .await
 }
 
+/// Runs one page of a mailed link as a Lambda function. A page reads nothing and writes
+/// nothing, so no adapter is opened (and its function holds no permission).
+pub async fn run_lambda_page(
+    service: &str,
+    router: fn() -> Router,
+) -> Result<(), lambda_http::Error> {
+    celeriac_platform::telemetry::init();
+    let config = celeriac_platform::Config::from_env(service)?;
+    celeriac_platform::http::run_lambda(celeriac_platform::http::app(router(), &config.http)).await
+}
+
 impl FromRef<AccountsApi> for Sessions {
     fn from_ref(api: &AccountsApi) -> Self {
         api.sessions.clone()
@@ -231,10 +340,41 @@ pub fn registration(api: AccountsApi) -> Router {
         .with_state(api)
 }
 
-/// `GET /api/v1/user/confirm?token=`.
+/// `POST /api/v1/user/registration/resend`.
+pub fn registration_resend(api: AccountsApi) -> Router {
+    Router::new()
+        .route(RESEND_PATH, post(resend_confirmation))
+        .with_state(api)
+}
+
+/// `GET /api/v1/user/confirm?token=`: the page of the mailed link.
+pub fn confirm_page() -> Router {
+    Router::new().route(CONFIRM_PATH, get(show_confirm_page))
+}
+
+/// `POST /api/v1/user/confirm`.
 pub fn confirm(api: AccountsApi) -> Router {
     Router::new()
-        .route(CONFIRM_PATH, get(confirm_email))
+        .route(CONFIRM_PATH, post(confirm_email))
+        .with_state(api)
+}
+
+/// `POST /api/v1/user/password/forgot`.
+pub fn password_forgot(api: AccountsApi) -> Router {
+    Router::new()
+        .route(PASSWORD_FORGOT_PATH, post(request_password_reset))
+        .with_state(api)
+}
+
+/// `GET /api/v1/user/password/reset?token=`: the page of the mailed link.
+pub fn password_reset_page() -> Router {
+    Router::new().route(PASSWORD_RESET_PATH, get(show_password_reset_page))
+}
+
+/// `POST /api/v1/user/password/reset`.
+pub fn password_reset(api: AccountsApi) -> Router {
+    Router::new()
+        .route(PASSWORD_RESET_PATH, post(reset_password))
         .with_state(api)
 }
 
@@ -277,7 +417,12 @@ pub fn me(api: AccountsApi) -> Router {
 pub fn all(api: AccountsApi) -> Router {
     Router::new()
         .merge(registration(api.clone()))
+        .merge(registration_resend(api.clone()))
+        .merge(confirm_page())
         .merge(confirm(api.clone()))
+        .merge(password_forgot(api.clone()))
+        .merge(password_reset_page())
+        .merge(password_reset(api.clone()))
         .merge(login(api.clone()))
         .merge(refresh(api.clone()))
         .merge(logout(api.clone()))
@@ -285,24 +430,19 @@ pub fn all(api: AccountsApi) -> Router {
         .merge(me(api))
 }
 
-/// A lower-cased, trimmed address with one `@`, a dotted domain, no spaces; the real test
-/// is the confirmation mail.
-pub fn normalize_email(raw: &str) -> Result<String, Error> {
+/// The address in `field`, trimmed and lower-cased, when the mailer can send to it (its
+/// own check, [`celeriac_mail::parse_recipient`], so no account is created that can never
+/// get its mail) and its domain is a dotted one (no `user@localhost`); the real test is
+/// the confirmation mail.
+pub fn normalize_email(raw: &str, field: &str) -> Result<String, Error> {
     let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        });
-    if valid {
-        Ok(email)
-    } else {
-        Err(Error::BadRequest("email: not a valid email address".into()))
+    let invalid = || Error::BadRequest(format!("{field}: not a valid email address"));
+    let address = celeriac_mail::parse_recipient(&email).map_err(|_| invalid())?;
+    let domain = address.domain();
+    if email.len() > 254 || !domain.contains('.') || domain.ends_with('.') {
+        return Err(invalid());
     }
+    Ok(email)
 }
 
 fn check_password(password: &str) -> Result<(), Error> {
@@ -331,7 +471,7 @@ async fn register(
     context: Option<Extension<RequestContext>>,
     JsonBody(body): JsonBody<Registration>,
 ) -> Result<Response, Error> {
-    let email = normalize_email(&body.email)?;
+    let email = normalize_email(&body.email, "email")?;
     let base_url = public_base_url(&api, context.as_deref())?;
     check_password(secrecy::ExposeSecret::expose_secret(&body.password))?;
     let name = body.name.unwrap_or_default().trim().to_owned();
@@ -342,36 +482,39 @@ async fn register(
     let password_hash = hash_password(body.password)
         .await
         .map_err(Error::internal)?;
-    let user = api
+    let created = api
         .store
         .create_user(NewUser {
-            email,
-            name,
+            email: email.clone(),
+            name: name.clone(),
             password_hash,
+            pending_until: Utc::now() + chrono_duration(api.config.confirmation_ttl),
         })
-        .await?;
-    let token = Token::generate();
-    let task_id = match send_confirmation(
-        &api,
-        &base_url,
-        &user,
-        &user.email,
-        TokenKind::Registration,
-        &token,
-    )
-    .await
-    {
-        Ok(task_id) => task_id,
-        Err(err) => {
-            // No mail means no way to confirm: undo the registration so the address can
-            // register again, rather than leave an account nobody can activate.
-            if let Err(undo) = api.store.delete_unconfirmed_user(user.id).await {
-                tracing::error!(user_id = %user.id, error = %undo, "could not undo a registration whose email failed");
-            }
-            return Err(err);
+        .await;
+    let (user, task_id) = match created {
+        Ok(user) => {
+            let task_id = confirm_registration(&api, &base_url, &user).await?;
+            tracing::info!(user_id = %user.id, task_id = %task_id, "user registered; confirmation email enqueued");
+            (user, task_id)
         }
+        Err(AccountError::EmailTaken) => {
+            // The address has a confirmed account. Saying so would tell anyone which
+            // addresses have accounts; the answer is the one a new registration gets, and
+            // the owner is mailed instead (nothing about the account changes).
+            let args = SendEmailArgs::account_exists(&email);
+            let task_id = enqueue_email(&api, &args, SendOptions::default()).await?;
+            tracing::info!(task_id = %task_id, "registration of a confirmed address; owner mailed");
+            let stand_in = User {
+                id: Uuid::new_v4(),
+                email,
+                name,
+                confirmed_at: None,
+                created_at: Utc::now(),
+            };
+            (stand_in, task_id)
+        }
+        Err(err) => return Err(err.into()),
     };
-    tracing::info!(user_id = %user.id, task_id = %task_id, "user registered; confirmation email enqueued");
     let mut response = (
         StatusCode::CREATED,
         axum::Json(json!({
@@ -385,6 +528,40 @@ async fn register(
         .into_response();
     write_limit_headers(response.headers_mut(), &admission);
     Ok(response)
+}
+
+/// Mails a new pending `user` its confirmation link. When the mail cannot be enqueued the
+/// registration is undone, rather than leave an account nobody can activate.
+async fn confirm_registration(
+    api: &AccountsApi,
+    base_url: &str,
+    user: &User,
+) -> Result<String, Error> {
+    let sent = send_link(
+        api,
+        base_url,
+        user,
+        &user.email,
+        TokenKind::Registration,
+        &Token::generate(),
+    )
+    .await;
+    match sent {
+        Ok(Some(task_id)) => Ok(task_id),
+        Ok(None) => Err(Error::internal(
+            "a registration just stored was no longer pending",
+        )),
+        Err(err) => {
+            if let Err(undo) = api.store.delete_unconfirmed_user(user.id).await {
+                tracing::error!(user_id = %user.id, error = %undo, "could not undo a registration whose email failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The base of mailed links: the configured URL, else the domain API Gateway received the
@@ -405,28 +582,50 @@ fn public_base_url(api: &AccountsApi, context: Option<&RequestContext>) -> Resul
         })
 }
 
-/// Stores a one-time token for `kind` and enqueues the email carrying its link.
-async fn send_confirmation(
+/// Stores a one-time token for `kind` (killing the user's earlier link of that kind) and
+/// enqueues the email carrying its link; the email's task id, or `None` when the store
+/// refused the token (a registration no longer pending).
+async fn send_link(
     api: &AccountsApi,
     base_url: &str,
     user: &User,
     to: &str,
     kind: TokenKind,
     token: &Token,
-) -> Result<String, Error> {
-    let expires_at = Utc::now()
-        + chrono::Duration::from_std(api.config.confirmation_ttl).unwrap_or(chrono::Duration::MAX);
-    api.store
-        .put_email_token(&token.digest(), user.id, kind.clone(), expires_at)
+) -> Result<Option<String>, Error> {
+    let ttl = match kind {
+        TokenKind::PasswordReset => api.config.password_reset_ttl,
+        TokenKind::Registration | TokenKind::EmailChange { .. } => api.config.confirmation_ttl,
+    };
+    let stored = api
+        .store
+        .put_email_token(
+            &token.digest(),
+            user.id,
+            kind.clone(),
+            Utc::now() + chrono_duration(ttl),
+        )
         .await?;
-    let link = format!("{base_url}{CONFIRM_PATH}?token={}", token.reveal());
-    let hours = api.config.confirmation_ttl.as_secs() / 3600;
+    if !stored {
+        return Ok(None);
+    }
     let args = match kind {
-        TokenKind::Registration => SendEmailArgs::registration_confirmation(to, link),
-        TokenKind::EmailChange { .. } => SendEmailArgs::email_change_confirmation(to, link),
+        TokenKind::Registration => SendEmailArgs::registration_confirmation(
+            to,
+            format!("{base_url}{CONFIRM_PATH}?token={}", token.reveal()),
+        ),
+        TokenKind::EmailChange { .. } => SendEmailArgs::email_change_confirmation(
+            to,
+            format!("{base_url}{CONFIRM_PATH}?token={}", token.reveal()),
+        ),
+        TokenKind::PasswordReset => SendEmailArgs::password_reset(
+            to,
+            format!("{base_url}{PASSWORD_RESET_PATH}?token={}", token.reveal()),
+        )
+        .with("valid_minutes", ttl.as_secs() / 60),
     }
     .with("username", user.name.clone())
-    .with("valid_hours", hours);
+    .with("valid_hours", ttl.as_secs() / 3600);
     // One email per token, however often this enqueue is retried.
     let options = SendOptions {
         idempotency_key: Some(format!(
@@ -435,10 +634,21 @@ async fn send_confirmation(
         )),
         ..SendOptions::default()
     };
-    celeriac_mail::enqueue(&api.tasks, &args, options)
+    enqueue_email(api, &args, options).await.map(Some)
+}
+
+async fn enqueue_email(
+    api: &AccountsApi,
+    args: &SendEmailArgs,
+    options: SendOptions,
+) -> Result<String, Error> {
+    let tasks = api.tasks.as_ref().ok_or_else(|| {
+        Error::internal("this function has no task queue: run it with run_lambda_endpoint")
+    })?;
+    celeriac_mail::enqueue(tasks, args, options)
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "confirmation email not enqueued");
+            tracing::error!(error = %e, "email not enqueued");
             Error::Unavailable {
                 component: "queue",
                 reason: e.to_string(),
@@ -447,22 +657,162 @@ async fn send_confirmation(
 }
 
 #[derive(Deserialize)]
-struct ConfirmQuery {
+#[serde(deny_unknown_fields)]
+struct AddressRequest {
+    email: String,
+}
+
+/// The answer to a resend or reset request, the same whether or not the address has an
+/// account (and so whether or not a mail went out).
+fn accepted(admission: &Admission, status: &'static str) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "status": status,
+            "message": "if the address has an account waiting for this, a link is on its way",
+        })),
+    )
+        .into_response();
+    write_limit_headers(response.headers_mut(), admission);
+    response
+}
+
+/// Both limits of a request about an address (per client, then per address); the
+/// per-address admission, whose `RateLimit-*` headers the answer carries.
+async fn enforce_address_limits(
+    api: &AccountsApi,
+    ip: std::net::IpAddr,
+    email: &str,
+    per_ip: &Limit,
+    per_address: &Limit,
+) -> Result<Admission, Error> {
+    enforce(&*api.limiter, per_ip, &LimitKey::ip(ip)).await?;
+    Ok(enforce(&*api.limiter, per_address, &LimitKey::user(email)).await?)
+}
+
+async fn resend_confirmation(
+    State(api): State<AccountsApi>,
+    ClientIp(ip): ClientIp,
+    context: Option<Extension<RequestContext>>,
+    JsonBody(body): JsonBody<AddressRequest>,
+) -> Result<Response, Error> {
+    let email = normalize_email(&body.email, "email")?;
+    let base_url = public_base_url(&api, context.as_deref())?;
+    let admission =
+        enforce_address_limits(&api, ip, &email, &RESEND_PER_IP, &RESEND_PER_ADDRESS).await?;
+    if let Some((user, _)) = api.store.user_by_email(&email).await?
+        && user.confirmed_at.is_none()
+    {
+        // The new link replaces the old one, and the account waits as long as it works.
+        let sent = send_link(
+            &api,
+            &base_url,
+            &user,
+            &user.email,
+            TokenKind::Registration,
+            &Token::generate(),
+        )
+        .await?;
+        if let Some(task_id) = sent {
+            tracing::info!(user_id = %user.id, task_id = %task_id, "confirmation link resent");
+        }
+    }
+    Ok(accepted(&admission, "confirmation_resent"))
+}
+
+async fn request_password_reset(
+    State(api): State<AccountsApi>,
+    ClientIp(ip): ClientIp,
+    context: Option<Extension<RequestContext>>,
+    JsonBody(body): JsonBody<AddressRequest>,
+) -> Result<Response, Error> {
+    let email = normalize_email(&body.email, "email")?;
+    let base_url = public_base_url(&api, context.as_deref())?;
+    let admission = enforce_address_limits(
+        &api,
+        ip,
+        &email,
+        &PASSWORD_RESET_PER_IP,
+        &PASSWORD_RESET_PER_ADDRESS,
+    )
+    .await?;
+    // Only a confirmed account has a password to reset: a pending one registers again.
+    if let Some((user, _)) = api.store.user_by_email(&email).await?
+        && user.confirmed_at.is_some()
+    {
+        let sent = send_link(
+            &api,
+            &base_url,
+            &user,
+            &user.email,
+            TokenKind::PasswordReset,
+            &Token::generate(),
+        )
+        .await?;
+        if let Some(task_id) = sent {
+            tracing::info!(user_id = %user.id, task_id = %task_id, "password reset link sent");
+        }
+    }
+    Ok(accepted(&admission, "reset_requested"))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
     token: Option<String>,
+}
+
+async fn show_confirm_page(Query(query): Query<TokenQuery>) -> Page {
+    Page::token_form(
+        query.token.as_deref(),
+        "Confirm your email address",
+        "Press the button to confirm this address for your account.",
+        "Confirm my email",
+        false,
+    )
+}
+
+async fn show_password_reset_page(Query(query): Query<TokenQuery>) -> Page {
+    Page::token_form(
+        query.token.as_deref(),
+        "Choose a new password",
+        "Setting a new password signs out every session of your account.",
+        "Set the new password",
+        true,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    token: String,
 }
 
 async fn confirm_email(
     State(api): State<AccountsApi>,
-    Query(query): Query<ConfirmQuery>,
-) -> Result<axum::Json<serde_json::Value>, Error> {
-    let token = query
-        .token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| Error::BadRequest("token: required".into()))?;
-    match api.store.redeem_email_token(&TokenDigest::of(&token)).await {
+    submitted: Submitted<ConfirmRequest>,
+) -> Response {
+    let confirmed = redeem_confirmation(&api, &submitted.body.token).await;
+    match (confirmed, submitted.from_form) {
+        (Ok(user), false) => axum::Json(json!({ "confirmed": true, "user": user })).into_response(),
+        (Ok(_), true) => Page::message(
+            StatusCode::OK,
+            "Email address confirmed",
+            "Your address is confirmed. You can log in now.",
+        )
+        .into_response(),
+        (Err(err), false) => err.into_response(),
+        (Err(err), true) => Page::failed("Not confirmed", &err).into_response(),
+    }
+}
+
+async fn redeem_confirmation(api: &AccountsApi, token: &str) -> Result<User, Error> {
+    if token.trim().is_empty() {
+        return Err(Error::BadRequest("token: required".into()));
+    }
+    match api.store.redeem_email_token(&TokenDigest::of(token)).await {
         Ok(Some(user)) => {
             tracing::info!(user_id = %user.id, "email confirmed");
-            Ok(axum::Json(json!({ "confirmed": true, "user": user })))
+            Ok(user)
         }
         Ok(None) => Err(Error::BadRequest(
             "token: invalid, already used or expired".into(),
@@ -472,6 +822,52 @@ async fn confirm_email(
         )),
         Err(err) => Err(err.into()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    token: String,
+    password: SecretString,
+}
+
+async fn reset_password(
+    State(api): State<AccountsApi>,
+    submitted: Submitted<ResetRequest>,
+) -> Response {
+    let reset = set_new_password(&api, submitted.body).await;
+    match (reset, submitted.from_form) {
+        (Ok(()), false) => axum::Json(json!({ "status": "password_changed" })).into_response(),
+        (Ok(()), true) => Page::message(
+            StatusCode::OK,
+            "Password changed",
+            "Your new password is set, and every session of your account was signed out. \
+             Log in with the new password.",
+        )
+        .into_response(),
+        (Err(err), false) => err.into_response(),
+        (Err(err), true) => Page::failed("Password not changed", &err).into_response(),
+    }
+}
+
+async fn set_new_password(api: &AccountsApi, body: ResetRequest) -> Result<(), Error> {
+    if body.token.trim().is_empty() {
+        return Err(Error::BadRequest("token: required".into()));
+    }
+    check_password(secrecy::ExposeSecret::expose_secret(&body.password))?;
+    let password_hash = hash_password(body.password)
+        .await
+        .map_err(Error::internal)?;
+    let user = api
+        .store
+        .reset_password(&TokenDigest::of(&body.token), password_hash)
+        .await?
+        .ok_or_else(|| Error::BadRequest("token: invalid, already used or expired".into()))?;
+    // Whoever knew the old password may hold a session: none survives the reset (their
+    // refresh tokens were revoked with it).
+    let revoked = api.sessions.revoke_all(&user.id.to_string()).await?;
+    tracing::info!(user_id = %user.id, sessions_revoked = revoked, "password reset");
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -487,7 +883,7 @@ async fn log_in(
     request_headers: HeaderMap,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, Error> {
-    let email = normalize_email(&body.email)
+    let email = normalize_email(&body.email, "email")
         .map_err(|_| Error::Unauthorized("invalid email or password".into()))?;
     enforce(&*api.limiter, &LOGIN_PER_IP, &LimitKey::ip(ip)).await?;
     let admission = enforce(&*api.limiter, &LOGIN_PER_ACCOUNT, &LimitKey::user(&email)).await?;
@@ -665,7 +1061,7 @@ async fn request_email_change(
     context: Option<Extension<RequestContext>>,
     JsonBody(body): JsonBody<EmailChangeRequest>,
 ) -> Result<Response, Error> {
-    let new_email = normalize_email(&body.new_email)?;
+    let new_email = normalize_email(&body.new_email, "new_email")?;
     let base_url = public_base_url(&api, context.as_deref())?;
     let user = signed_in_user(&api, &auth).await?;
     if new_email == user.email {
@@ -673,7 +1069,11 @@ async fn request_email_change(
             "new_email: this is already the account's address".into(),
         ));
     }
-    if api.store.user_by_email(&new_email).await?.is_some() {
+    // A pending registration of the address does not own it (confirming the change
+    // removes it); a confirmed account does.
+    if let Some((holder, _)) = api.store.user_by_email(&new_email).await?
+        && holder.confirmed_at.is_some()
+    {
         return Err(Error::Conflict(
             "an account with this email already exists".into(),
         ));
@@ -684,8 +1084,7 @@ async fn request_email_change(
         &LimitKey::user(user.id),
     )
     .await?;
-    let token = Token::generate();
-    let task_id = send_confirmation(
+    let task_id = send_link(
         &api,
         &base_url,
         &user,
@@ -693,9 +1092,10 @@ async fn request_email_change(
         TokenKind::EmailChange {
             new_email: new_email.clone(),
         },
-        &token,
+        &Token::generate(),
     )
-    .await?;
+    .await?
+    .ok_or_else(|| Error::Unauthorized("the account of this session no longer exists".into()))?;
     tracing::info!(user_id = %user.id, task_id = %task_id, "email change requested");
     let mut response = (
         StatusCode::ACCEPTED,

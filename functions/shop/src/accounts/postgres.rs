@@ -2,7 +2,8 @@
 //!
 //! Redeeming a token and rotating a refresh token are each one transaction whose first
 //! statement locks the token's row, so concurrent uses serialize: one wins, the others see
-//! it used.
+//! it used. Issuing a link locks the user's row first, so of two links issued at once one
+//! replaces the other.
 
 use async_trait::async_trait;
 use celeriac_db::PgPool;
@@ -60,18 +61,28 @@ fn user(row: &PgRow) -> Result<User, AccountError> {
 #[async_trait]
 impl AccountStore for PgAccounts {
     async fn create_user(&self, new: NewUser) -> Result<User, AccountError> {
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        // A pending user does not own the address: the new registration replaces it (its
+        // tokens go with it, ON DELETE CASCADE). A confirmed one makes the insert fail.
+        sqlx::query("DELETE FROM shop_users WHERE email = $1 AND confirmed_at IS NULL")
+            .bind(&new.email)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
         let row = sqlx::query(concat!(
-            "INSERT INTO shop_users (id, email, name, password_hash) VALUES ($1, $2, $3, $4) \
-             RETURNING ",
+            "INSERT INTO shop_users (id, email, name, password_hash, pending_until) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
             user_columns!()
         ))
         .bind(Uuid::new_v4())
         .bind(&new.email)
         .bind(&new.name)
         .bind(&new.password_hash)
-        .fetch_one(&self.pool)
+        .bind(new.pending_until)
+        .fetch_one(&mut *tx)
         .await
         .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
         user(&row)
     }
 
@@ -88,7 +99,8 @@ impl AccountStore for PgAccounts {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
-            ", password_hash FROM shop_users WHERE email = $1"
+            ", password_hash FROM shop_users WHERE email = $1 \
+             AND (confirmed_at IS NOT NULL OR pending_until > now())"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -117,31 +129,64 @@ impl AccountStore for PgAccounts {
         user_id: Uuid,
         kind: TokenKind,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), AccountError> {
-        let (kind, new_email) = match kind {
-            TokenKind::Registration => ("registration", None),
-            TokenKind::EmailChange { new_email } => ("email_change", Some(new_email)),
+    ) -> Result<bool, AccountError> {
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let user = if kind == TokenKind::Registration {
+            sqlx::query(
+                "UPDATE shop_users SET pending_until = $2 WHERE id = $1 \
+                 AND confirmed_at IS NULL AND pending_until > now() RETURNING id",
+            )
+            .bind(user_id)
+            .bind(expires_at)
+            .fetch_optional(&mut *tx)
+            .await
+        } else {
+            sqlx::query("SELECT id FROM shop_users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+        }
+        .map_err(failed)?;
+        if user.is_none() {
+            return Ok(false);
+        }
+        let name = kind.name();
+        let new_email = match kind {
+            TokenKind::EmailChange { new_email } => Some(new_email),
+            TokenKind::Registration | TokenKind::PasswordReset => None,
         };
+        sqlx::query(
+            "DELETE FROM shop_email_tokens WHERE user_id = $1 AND kind = $2 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
         sqlx::query(
             "INSERT INTO shop_email_tokens (token_hash, user_id, kind, new_email, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(digest.0.as_slice())
         .bind(user_id)
-        .bind(kind)
+        .bind(name)
         .bind(new_email)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(failed)?;
-        Ok(())
+        tx.commit().await.map_err(failed)?;
+        Ok(true)
     }
 
     async fn redeem_email_token(&self, digest: &TokenDigest) -> Result<Option<User>, AccountError> {
         let mut tx = self.pool.begin().await.map_err(failed)?;
         let token = sqlx::query(
-            "SELECT user_id, kind, new_email FROM shop_email_tokens \
-             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() FOR UPDATE",
+            "SELECT t.user_id, t.kind, t.new_email FROM shop_email_tokens t \
+             JOIN shop_users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > now() \
+             AND t.kind IN ('registration', 'email_change') \
+             AND (u.confirmed_at IS NOT NULL OR u.pending_until > now()) FOR UPDATE OF t",
         )
         .bind(digest.0.as_slice())
         .fetch_optional(&mut *tx)
@@ -154,6 +199,12 @@ impl AccountStore for PgAccounts {
         let kind: String = token.try_get("kind").map_err(failed)?;
         let applied = if kind == "email_change" {
             let new_email: Option<String> = token.try_get("new_email").map_err(failed)?;
+            // The mailbox's owner confirmed: a pending registration of the address yields.
+            sqlx::query("DELETE FROM shop_users WHERE email = $1 AND confirmed_at IS NULL")
+                .bind(&new_email)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
             sqlx::query(concat!(
                 "UPDATE shop_users SET email = $2 WHERE id = $1 RETURNING ",
                 user_columns!()
@@ -181,6 +232,49 @@ impl AccountStore for PgAccounts {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        user(&row).map(Some)
+    }
+
+    async fn reset_password(
+        &self,
+        digest: &TokenDigest,
+        password_hash: String,
+    ) -> Result<Option<User>, AccountError> {
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let token = sqlx::query(
+            "UPDATE shop_email_tokens SET used_at = now() \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() \
+             AND kind = 'password_reset' RETURNING user_id",
+        )
+        .bind(digest.0.as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed)?;
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let user_id: Uuid = token.try_get("user_id").map_err(failed)?;
+        let row = sqlx::query(concat!(
+            "UPDATE shop_users SET password_hash = $2 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(user_id)
+        .bind(password_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE shop_refresh_tokens SET revoked_at = COALESCE(revoked_at, now()) \
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         user(&row).map(Some)
     }

@@ -1,8 +1,8 @@
-//! Lambda function `user_confirm`: `GET /api/v1/user/confirm?token=`.
+//! Lambda function `user_confirm`: `POST /api/v1/user/confirm` (the mailed link's page posts here).
 
-use celeriac_shop::accounts::http::{confirm, run_lambda_endpoint};
+use celeriac_shop::accounts::http::{confirm, run_lambda_endpoint_without_mail};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    run_lambda_endpoint("user_confirm", confirm).await
+    run_lambda_endpoint_without_mail("user_confirm", confirm).await
 }
