@@ -35,12 +35,15 @@ impl LocalEngine {
     }
 }
 
+/// The input trimmed; only blank input is refused, as Bedrock's Converse refuses blank
+/// text. Text without a letter or digit (`👍`, `?!`) is something a user can write, and
+/// gets an answer like any other.
 fn required<'a>(what: &str, text: &'a str) -> Result<&'a str, LlmError> {
     let text = text.trim();
-    if text.chars().any(char::is_alphanumeric) {
-        Ok(text)
-    } else {
+    if text.is_empty() {
         Err(LlmError::Rejected(format!("{what} is empty")))
+    } else {
+        Ok(text)
     }
 }
 
