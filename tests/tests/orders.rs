@@ -1,7 +1,7 @@
 //! The shop's orders as a new user meets them through `celeriac dev`: the sample
 //! catalogue (cached, with the cache headers), an order reserving stock, paying one,
-//! another left unpaid expiring through `check_expired_orders` with its stock back, and
-//! bad orders refused without touching stock.
+//! another left unpaid expiring through `check_expired_orders` with its stock back, bad
+//! orders refused without touching stock, and a SKU on two lines ordered once.
 
 use celeriac_testkit::{DevServer, free_port, standin};
 use reqwest::StatusCode;
@@ -97,6 +97,10 @@ async fn scenario(server: &DevServer, outbox: &std::path::Path) {
         ),
         (
             json!([{"sku_id": "no-such-tea", "quantity": 1}]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!([{"sku_id": "", "quantity": 1}]),
             StatusCode::BAD_REQUEST,
         ),
         (json!([]), StatusCode::BAD_REQUEST),
@@ -105,6 +109,31 @@ async fn scenario(server: &DevServer, outbox: &std::path::Path) {
         assert_eq!(refused.status(), status, "{items}");
     }
     assert_eq!(stock_of(&client, "pu-erh-cake-357g").await.0, left);
+    let empty = json_of(order(&client, &token, json!([{"sku_id": "", "quantity": 1}])).await).await;
+    assert_eq!(
+        empty["error"]["message"], "items[0].sku_id: must not be empty",
+        "{empty}"
+    );
+
+    // A SKU on two lines is one line of their sum (left unpaid: the sweep returns it).
+    let rooibos = stock_of(&client, "rooibos-100g").await.0;
+    let twice = order(
+        &client,
+        &token,
+        json!([
+            {"sku_id": "rooibos-100g", "quantity": 1},
+            {"sku_id": "rooibos-100g", "quantity": 2}
+        ]),
+    )
+    .await;
+    assert_eq!(twice.status(), StatusCode::CREATED);
+    let twice = json_of(twice).await;
+    assert_eq!(
+        twice["order"]["items"],
+        json!([{"sku_id": "rooibos-100g", "quantity": 3}]),
+        "{twice}"
+    );
+    assert_eq!(stock_of(&client, "rooibos-100g").await.0, rooibos - 3);
 
     // Another user sees neither order.
     let stranger = signed_up(&client, outbox, &unique_email("stranger")).await;

@@ -49,24 +49,13 @@ async fn store_and_read(server: &DevServer, outbox: &Path) -> Value {
         .post("/api/conversations/", json!({"content": ""}), Some(&mei))
         .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    // Nothing a model could analyse: refused before it is stored, naming the field.
-    for content in ["?", "🙂", "!!!"] {
-        let bad = client
-            .post(
-                "/api/conversations/",
-                json!({"content": content}),
-                Some(&mei),
-            )
-            .await;
-        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{content:?}");
-        let error = json_of(bad).await;
-        assert!(
-            error["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("content")),
-            "{error}"
-        );
-    }
+    let error = json_of(bad).await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("content")),
+        "{error}"
+    );
 
     let created = client.post("/api/conversations/", body, Some(&mei)).await;
     assert_eq!(created.status(), StatusCode::CREATED);

@@ -114,7 +114,9 @@ pub async fn run_lambda_endpoint(
     .await
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/conversations/`. The optional fields may also be `null`, which
+/// means the same as leaving them out (the API document says so).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewConversationBody {
     content: String,
@@ -126,23 +128,21 @@ struct NewConversationBody {
     priority: Option<String>,
 }
 
+/// An optional text field: at most `max` characters as sent (so the document's
+/// `maxLength` is exact), then trimmed; blank is the same as absent.
 fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, Error> {
-    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     if value.as_ref().is_some_and(|v| v.chars().count() > max) {
         return Err(Error::BadRequest(format!(
             "{field}: at most {max} characters"
         )));
     }
-    Ok(value)
+    Ok(value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
 }
 
 impl NewConversationBody {
     fn validate(self, owner_id: String) -> Result<NewConversation, Error> {
-        if self.content.trim().is_empty() {
-            return Err(Error::BadRequest("content: must not be empty".into()));
-        }
-        // Decided here, before anything is stored or enqueued: an analysis of text without
-        // a letter or digit would fail on every attempt.
+        // Decided here, before anything is stored or enqueued, by the rule the model
+        // applies: text it refuses would fail its analysis on every attempt.
         celeriac_llm::usable_text("content", &self.content)?;
         if self.content.chars().count() > MAX_CONTENT_CHARS {
             return Err(Error::BadRequest(format!(
@@ -215,5 +215,45 @@ async fn show_conversation(
     match api.backend.store.get(id).await? {
         Some(conversation) if conversation.owner_id == auth.user_id => Ok(axum::Json(conversation)),
         _ => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(value: serde_json::Value) -> Result<NewConversation, Error> {
+        let body: NewConversationBody = serde_json::from_value(value).expect("the body parses");
+        body.validate("owner".into())
+    }
+
+    #[test]
+    fn null_optional_fields_mean_the_defaults() {
+        let new = body(json!({
+            "content": "Anna: the report is due on Friday.",
+            "title": null,
+            "post_type": null,
+            "priority": null,
+        }))
+        .expect("valid");
+        assert_eq!(new.priority, Priority::Default);
+        assert_eq!(new.title, None);
+        assert_eq!(new.post_type, "update");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let refused = |value: serde_json::Value, field: &str| {
+            let err = body(value.clone()).expect_err("refused");
+            assert!(err.to_string().contains(field), "{value}: {err}");
+        };
+        refused(json!({"content": " \n\t\u{3000}"}), "content");
+        refused(json!({"content": "hi", "priority": "urgent"}), "priority");
+        // The limit counts the characters as sent, blanks included.
+        let padded = format!("{}x", " ".repeat(MAX_TITLE_CHARS));
+        refused(json!({"content": "hi", "title": padded}), "title");
+        let title = "t".repeat(MAX_TITLE_CHARS);
+        let new = body(json!({"content": "hi", "title": title})).expect("at the limit");
+        assert_eq!(new.title.map(|t| t.len()), Some(MAX_TITLE_CHARS));
     }
 }

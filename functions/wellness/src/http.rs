@@ -245,9 +245,6 @@ async fn post_chat(
         Some(named) => own_user_id(&auth, named)?,
         None => auth.user_id.as_str(),
     };
-    if body.message.trim().is_empty() {
-        return Err(Error::BadRequest("message: must not be empty".into()));
-    }
     let message = usable_text("message", &body.message)?;
     if message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(Error::BadRequest(format!(

@@ -55,22 +55,23 @@ pub fn normalise(label: &str) -> String {
         .to_lowercase()
 }
 
-/// A `?topic=` value: present, at most [`MAX_LABEL_CHARS`], no control characters;
-/// normalised.
+/// A `?topic=` value as sent: at most [`MAX_LABEL_CHARS`] characters, no control
+/// characters (tabs and newlines included), something besides whitespace; normalised.
+/// The limits apply to the raw value, so the API document can state them exactly.
 pub fn parse_label(raw: &str) -> Result<String, Error> {
-    let label = normalise(raw);
-    if label.is_empty() {
-        return Err(Error::BadRequest("topic: must not be empty".into()));
-    }
-    if label.chars().count() > MAX_LABEL_CHARS {
+    if raw.chars().count() > MAX_LABEL_CHARS {
         return Err(Error::BadRequest(format!(
             "topic: at most {MAX_LABEL_CHARS} characters"
         )));
     }
-    if label.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(Error::BadRequest(
             "topic: control characters are not allowed".into(),
         ));
+    }
+    let label = normalise(raw);
+    if label.is_empty() {
+        return Err(Error::BadRequest("topic: must not be empty".into()));
     }
     Ok(label)
 }
@@ -106,6 +107,12 @@ mod tests {
         assert!(parse_label("   ").is_err());
         assert!(parse_label(&"a".repeat(65)).is_err());
         assert!(parse_label("sleep\u{7}").is_err());
+        // Checked as sent: a tab or a newline is refused, not normalised away, and the
+        // length counts the spaces normalising would collapse.
+        assert!(parse_label("sleep\n").is_err());
+        assert!(parse_label("\tsleep").is_err());
+        assert!(parse_label(&format!("a{}b", " ".repeat(63))).is_err());
+        assert_eq!(parse_label(&"a".repeat(64)).expect("64 is fine").len(), 64);
     }
 
     #[test]

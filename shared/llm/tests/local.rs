@@ -254,3 +254,47 @@ async fn content_follows_topic_language_and_day() {
             .is_some_and(|t| t.contains("Gardening"))
     );
 }
+
+#[tokio::test]
+async fn text_without_letters_is_answered_and_only_blank_text_refused() {
+    let engine = LocalEngine::new();
+    let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("date");
+    for text in ["👍", "🏻", "?!", "\u{F2D65}"] {
+        let reply = engine
+            .chat_reply(&ChatRequest {
+                message: text.into(),
+                topic: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(!reply.text.trim().is_empty(), "{text}");
+        engine
+            .extract_topic(text)
+            .await
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        for kind in [ContentKind::Quote, ContentKind::Article] {
+            let content = engine
+                .generate_content(&ContentRequest {
+                    kind,
+                    topic: text.into(),
+                    date: day,
+                    language: Language::detect(text),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(!content.body.trim().is_empty(), "{text}");
+        }
+        engine
+            .analyse_conversation(text)
+            .await
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+    let blank = ChatRequest {
+        message: " \n\t".into(),
+        topic: None,
+    };
+    assert!(matches!(
+        engine.chat_reply(&blank).await,
+        Err(LlmError::Rejected(_))
+    ));
+}

@@ -158,33 +158,67 @@ fn order_id(raw: &str) -> Result<Uuid, Error> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewOrder {
-    items: Vec<NewOrderItem>,
+    items: Vec<OrderLine>,
 }
 
-fn check_items(items: &[NewOrderItem]) -> Result<(), Error> {
+/// A line of the request body, as the API document states it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderLine {
+    sku_id: String,
+    #[serde(deserialize_with = "whole_number")]
+    quantity: i32,
+}
+
+/// A JSON integer, also when written with a zero fraction (`14.0`): JSON Schema's
+/// `integer`, which the API document uses, admits both spellings.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = match (number.as_i64(), number.as_f64()) {
+        (Some(integer), _) => i32::try_from(integer).ok(),
+        (None, Some(float)) if float.fract() == 0.0 && float.abs() <= f64::from(i32::MAX) => {
+            // Checked above: whole and within i32's range, so the cast is exact.
+            #[allow(clippy::cast_possible_truncation)]
+            Some(float as i32)
+        }
+        _ => None,
+    };
+    whole.ok_or_else(|| serde::de::Error::custom("quantity: expected an integer from 1 to 100"))
+}
+
+/// The lines' shape, before any stock is looked at, each refusal naming its field
+/// (`items[2].quantity`); the lines to reserve, one per SKU in the order they first
+/// appear: a SKU on several lines is ordered once with their quantities added (the limit
+/// of [`MAX_UNITS`] is per line as sent). A SKU id is only required to be non-empty here;
+/// whether the catalogue has it is the store's answer (a conflict, like stock that ran
+/// out).
+fn order_lines(items: Vec<OrderLine>) -> Result<Vec<NewOrderItem>, Error> {
     if items.is_empty() || items.len() > MAX_LINES {
         return Err(Error::BadRequest(format!(
             "items: between 1 and {MAX_LINES} lines"
         )));
     }
-    let mut seen = std::collections::HashSet::new();
-    for item in items {
-        if item.sku_id.trim().is_empty() {
-            return Err(Error::BadRequest("items: sku_id is required".into()));
+    let mut lines: Vec<NewOrderItem> = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        if item.sku_id.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "items[{index}].sku_id: must not be empty"
+            )));
         }
         if !(1..=MAX_UNITS).contains(&item.quantity) {
             return Err(Error::BadRequest(format!(
-                "items: quantity must be 1 to {MAX_UNITS}"
+                "items[{index}].quantity: must be 1 to {MAX_UNITS}"
             )));
         }
-        if !seen.insert(item.sku_id.as_str()) {
-            return Err(Error::BadRequest(format!(
-                "items: {} appears twice; give one line per SKU",
-                item.sku_id
-            )));
+        match lines.iter_mut().find(|line| line.sku_id == item.sku_id) {
+            Some(line) => line.quantity += item.quantity,
+            None => lines.push(NewOrderItem {
+                sku_id: item.sku_id,
+                quantity: item.quantity,
+            }),
         }
     }
-    Ok(())
+    Ok(lines)
 }
 
 async fn create_order(
@@ -193,8 +227,8 @@ async fn create_order(
     JsonBody(body): JsonBody<NewOrder>,
 ) -> Result<Response, Error> {
     let user = user_of(&auth)?;
-    check_items(&body.items)?;
-    let order = api.orders.create_order(user, &body.items).await?;
+    let lines = order_lines(body.items)?;
+    let order = api.orders.create_order(user, &lines).await?;
     // Stock moved: the next catalogue read must show it.
     api.cache.invalidate(&catalogue_key()).await;
     tracing::info!(order_id = %order.id, user_id = %user, total_cents = order.total_cents, "order placed; stock reserved");
@@ -241,6 +275,13 @@ pub async fn run_lambda_endpoint(
 mod tests {
     use super::*;
 
+    fn line(sku: &str, quantity: i32) -> OrderLine {
+        OrderLine {
+            sku_id: sku.into(),
+            quantity,
+        }
+    }
+
     fn item(sku: &str, quantity: i32) -> NewOrderItem {
         NewOrderItem {
             sku_id: sku.into(),
@@ -250,11 +291,40 @@ mod tests {
 
     #[test]
     fn order_lines_are_checked_before_anything_is_reserved() {
-        assert!(check_items(&[item("sencha", 1)]).is_ok());
-        assert!(check_items(&[]).is_err());
-        assert!(check_items(&[item("sencha", 0)]).is_err());
-        assert!(check_items(&[item("sencha", 101)]).is_err());
-        assert!(check_items(&[item(" ", 1)]).is_err());
-        assert!(check_items(&[item("sencha", 1), item("sencha", 2)]).is_err());
+        assert_eq!(
+            order_lines(vec![line("sencha", 1)]).expect("valid"),
+            vec![item("sencha", 1)]
+        );
+        assert!(order_lines(vec![]).is_err());
+        assert!(order_lines(vec![line("sencha", 0)]).is_err());
+        let too_many = order_lines(vec![line("sencha", 101)]).expect_err("101");
+        assert_eq!(too_many.to_string(), "items[0].quantity: must be 1 to 100");
+        let empty = order_lines(vec![line("sencha", 1), line("", 1)]).expect_err("empty");
+        assert_eq!(empty.to_string(), "items[1].sku_id: must not be empty");
+        assert!(order_lines((0..21).map(|i| line(&format!("t{i}"), 1)).collect()).is_err());
+    }
+
+    #[test]
+    fn a_sku_on_several_lines_is_ordered_once() {
+        let lines = vec![line("sencha", 2), line("oolong", 1), line("sencha", 100)];
+        assert_eq!(
+            order_lines(lines).expect("valid"),
+            vec![item("sencha", 102), item("oolong", 1)]
+        );
+    }
+
+    #[test]
+    fn quantities_are_json_schema_integers() {
+        let parse = |quantity: &str| {
+            let body = format!(r#"{{"items": [{{"sku_id": "sencha", "quantity": {quantity}}}]}}"#);
+            serde_json::from_str::<NewOrder>(&body).map(|order| order.items[0].quantity)
+        };
+        assert_eq!(parse("14").expect("an integer"), 14);
+        assert_eq!(parse("14.0").expect("a zero fraction"), 14);
+        for bad in ["14.5", "\"14\"", "1e10", "-3000000000", "null"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let extra = r#"{"items": [{"sku_id": "sencha", "quantity": 1, "gift": true}]}"#;
+        assert!(serde_json::from_str::<NewOrder>(extra).is_err());
     }
 }

@@ -93,8 +93,8 @@ pub enum OrderError {
     /// Not enough stock of this SKU for the order; nothing was reserved.
     #[error("not enough stock of {0}")]
     OutOfStock(String),
-    /// No such SKU.
-    #[error("no SKU {0}")]
+    /// No such SKU in the catalogue (it may have been withdrawn since the client read it).
+    #[error("sku_id: no SKU {0:?} in the catalogue")]
     UnknownSku(String),
     /// No such order (or not this user's).
     #[error("no such order")]
@@ -120,10 +120,11 @@ impl OrderError {
 impl From<OrderError> for celeriac_platform::Error {
     fn from(err: OrderError) -> Self {
         match err {
-            OrderError::OutOfStock(_) | OrderError::WrongStatus(_) => {
+            // An unknown SKU is the catalogue's state, as stock that ran out is: a
+            // well-formed order that this catalogue cannot fill.
+            OrderError::OutOfStock(_) | OrderError::WrongStatus(_) | OrderError::UnknownSku(_) => {
                 Self::Conflict(err.to_string())
             }
-            OrderError::UnknownSku(_) => Self::BadRequest(err.to_string()),
             OrderError::NotFound => Self::NotFound(err.to_string()),
             OrderError::Unavailable(reason) => Self::Unavailable {
                 component: "database",
