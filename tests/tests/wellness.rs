@@ -66,6 +66,7 @@ async fn refuses_bad_input(client: &Client, bearer: &str) {
             .await;
         assert_eq!(response.status(), StatusCode::OK, "{message:?}");
     }
+}
 
 /// What a user talks about is theirs: without a session every user route is 401; with
 /// another user's session, reading or writing the victim's id is 404 and changes nothing.
