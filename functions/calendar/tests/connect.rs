@@ -318,6 +318,59 @@ async fn a_user_connects_reads_with_their_own_token_and_disconnects() {
             .contains("connect")
     );
 
+    // Kai connects his own account: his calls use his token, Mei's stay hers.
+    let kai_started = h
+        .call(
+            "GET",
+            &format!("/calendar/{kai}/connect"),
+            Some(&h.kai_session),
+        )
+        .await;
+    let kai_back = no_redirects
+        .get(&kai_started.location)
+        .send()
+        .await
+        .expect("consent");
+    let kai_back = query_of(kai_back.headers()["location"].to_str().expect("location"));
+    let kai_connected = h
+        .call(
+            "GET",
+            &format!(
+                "/oauth/google-calendar/callback?state={}&code={}",
+                kai_back["state"], kai_back["code"]
+            ),
+            Some(&h.kai_session),
+        )
+        .await;
+    assert_eq!(kai_connected.status, 200, "{}", kai_connected.body);
+    let kai_refresh = h
+        .standin
+        .issued_refresh_tokens()
+        .into_iter()
+        .find(|t| *t != refresh)
+        .expect("Kai's token");
+    let before = h.standin.api_calls_by().len();
+    let kai_calendars = h
+        .call(
+            "GET",
+            &format!("/calendar/{kai}/calendars"),
+            Some(&h.kai_session),
+        )
+        .await;
+    assert_eq!(kai_calendars.status, 200, "{}", kai_calendars.body);
+    let mei_calendars = h
+        .call(
+            "GET",
+            &format!("/calendar/{mei}/calendars"),
+            Some(&h.mei_session),
+        )
+        .await;
+    assert_eq!(mei_calendars.status, 200, "{}", mei_calendars.body);
+    assert_eq!(
+        h.standin.api_calls_by()[before..],
+        [kai_refresh.clone(), refresh.clone()]
+    );
+
     // Only Mei disconnects Mei.
     let disconnect = format!("/calendar/{mei}/connection");
     assert_eq!(h.call("DELETE", &disconnect, None).await.status, 401);
@@ -330,7 +383,7 @@ async fn a_user_connects_reads_with_their_own_token_and_disconnects() {
     assert_eq!(gone.status, 200, "{}", gone.body);
     assert_eq!(gone.body["revoked"], true);
     assert_eq!(gone.body["channels_stopped"], 1);
-    assert_eq!(h.standin.revoked(), [refresh]);
+    assert_eq!(h.standin.revoked(), [refresh.clone()]);
     assert!(
         h.standin.channel(&channel_id).is_none(),
         "stopped at Google"
@@ -352,6 +405,16 @@ async fn a_user_connects_reads_with_their_own_token_and_disconnects() {
         )
         .await;
     assert_eq!(status.body["connected"], false);
+    // Disconnected means no more calls with her token; Kai's connection is untouched.
+    let again = h
+        .call(
+            "POST",
+            &format!("/webhook/setup/{mei}"),
+            Some(&h.mei_session),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(h.store.credential(kai).await.expect("get").is_some());
 }
 
 #[tokio::test]

@@ -3,9 +3,9 @@
 //! Requests carry an OAuth access token of the user whose calendar they touch, obtained
 //! at call time from that user's refresh token (sealed in the store, see
 //! [`crate::credentials`]) at the configured token endpoint. Access tokens are kept in
-//! memory per user until a minute before they expire; a `401` from the API drops the
-//! user's token and the request is tried once more with a fresh one (a token revoked
-//! early). A user who has not connected gets [`ProviderError::NotConnected`]. In the
+//! memory per user until a minute before they expire, and only while the user's stored
+//! refresh token is still the one they came from; a `401` from the API drops the user's
+//! token and the request is tried once more with a fresh one (a token revoked early). A user who has not connected gets [`ProviderError::NotConnected`]. In the
 //! explicit single-tenant mode (`CALENDAR_SINGLE_TENANT=true`) one configured refresh
 //! token serves every user instead.
 //!
@@ -29,6 +29,7 @@ use super::{CalendarProvider, CalendarSummary, EventPage, ProviderError, WatchRe
 use crate::credentials::CredentialVault;
 use crate::keyring::KeyRingSource;
 use crate::oauth::{InvalidUrl, OAuthClient, OAuthSettings, http_url, transport_failed};
+use crate::secrets::TokenDigest;
 use crate::store::CalendarEvent;
 
 pub use crate::oauth::DEFAULT_TOKEN_URL;
@@ -79,6 +80,9 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 struct AccessToken {
     token: SecretString,
     renew_at: Instant,
+    /// Digest of the refresh token it came from: a user who reconnected (perhaps another
+    /// Google account) or disconnected meanwhile no longer matches.
+    from: TokenDigest,
 }
 
 /// The Google Calendar adapter.
@@ -240,20 +244,25 @@ impl GoogleCalendar {
         renew: bool,
     ) -> Result<SecretString, ProviderError> {
         let account = self.account_of(user_id);
+        // Read on every call (one row, one decryption): a disconnect or a new connection,
+        // made through another function, takes effect at once.
+        let refresh = self.refresh_token(user_id).await?;
+        let from = TokenDigest::of(refresh.expose_secret());
         let mut access = self.access.lock().await;
         if !renew
             && let Some(kept) = access.get(account)
+            && kept.from == from
             && Instant::now() < kept.renew_at
         {
             return Ok(kept.token.clone());
         }
-        let refresh = self.refresh_token(user_id).await?;
         let grant = self.oauth.refresh(&refresh).await?;
         access.insert(
             account.to_owned(),
             AccessToken {
                 token: grant.token.clone(),
                 renew_at: Instant::now() + grant.lifetime.saturating_sub(EXPIRY_MARGIN),
+                from,
             },
         );
         tracing::debug!(
