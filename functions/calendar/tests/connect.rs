@@ -383,7 +383,7 @@ async fn a_user_connects_reads_with_their_own_token_and_disconnects() {
     assert_eq!(gone.status, 200, "{}", gone.body);
     assert_eq!(gone.body["revoked"], true);
     assert_eq!(gone.body["channels_stopped"], 1);
-    assert_eq!(h.standin.revoked(), [refresh.clone()]);
+    assert_eq!(h.standin.revoked(), std::slice::from_ref(&refresh));
     assert!(
         h.standin.channel(&channel_id).is_none(),
         "stopped at Google"
