@@ -211,7 +211,7 @@ async fn every_operation_answers_as_the_document_says() {
     shop(&mut api, &token).await;
     wellness(&mut api, &token).await;
     recall(&mut api, &token).await;
-    calendar(&mut api).await;
+    calendar(&mut api, &token).await;
     let new_email = unique_email("openapi-new");
     let change = Call::post("/api/v1/user/email").json(json!({"new_email": new_email}));
     api.expect(202, change.bearer(&token)).await;
@@ -424,12 +424,42 @@ async fn recall(api: &mut Contract, token: &str) {
     .await;
 }
 
-async fn calendar(api: &mut Contract) {
-    let user = format!("openapi{}", free_port());
+async fn calendar(api: &mut Contract, token: &str) {
+    let me: Value = api
+        .http
+        .get(format!("{}/api/v1/user/me", api.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let user = me["user"]["id"].as_str().expect("user id").to_owned();
+    let setup = "/webhook/setup/{user_id}";
+    api.expect(401, Call::post(setup).at(format!("/webhook/setup/{user}")))
+        .await;
+    api.expect(
+        404,
+        Call::post(setup)
+            .at("/webhook/setup/someone-else")
+            .bearer(token),
+    )
+    .await;
+    api.expect(
+        404,
+        Call::post(setup)
+            .at(format!("/webhook/setup/{user}"))
+            .json(json!({"calendar_id": "not-one-of-mine"}))
+            .bearer(token),
+    )
+    .await;
     let channel = api
         .expect(
             201,
-            Call::post("/webhook/setup/{user_id}").at(format!("/webhook/setup/{user}")),
+            Call::post(setup)
+                .at(format!("/webhook/setup/{user}"))
+                .bearer(token),
         )
         .await;
     for route in [
@@ -437,18 +467,48 @@ async fn calendar(api: &mut Contract) {
         "/calendar/{user_id}/events",
         "/calendar/{user_id}/calendars",
     ] {
-        api.expect(200, Call::get(route).at(route.replace("{user_id}", &user)))
+        api.expect(
+            200,
+            Call::get(route)
+                .at(route.replace("{user_id}", &user))
+                .bearer(token),
+        )
+        .await;
+        api.expect(401, Call::get(route).at(route.replace("{user_id}", &user)))
             .await;
+        api.expect(
+            404,
+            Call::get(route)
+                .at(route.replace("{user_id}", "someone-else"))
+                .bearer(token),
+        )
+        .await;
+        api.expect(
+            400,
+            Call::get(route)
+                .at(route.replace("{user_id}", "not%20a%20user"))
+                .bearer(token),
+        )
+        .await;
     }
     let event = "/calendar/{user_id}/events/{event_id}";
     api.expect(
         200,
-        Call::get(event).at(format!("/calendar/{user}/events/tea-tasting")),
+        Call::get(event)
+            .at(format!("/calendar/{user}/events/tea-tasting"))
+            .bearer(token),
     )
     .await;
     api.expect(
         404,
-        Call::get(event).at(format!("/calendar/{user}/events/no-such")),
+        Call::get(event)
+            .at(format!("/calendar/{user}/events/no-such"))
+            .bearer(token),
+    )
+    .await;
+    api.expect(
+        401,
+        Call::get(event).at(format!("/calendar/{user}/events/tea-tasting")),
     )
     .await;
 
@@ -460,6 +520,7 @@ async fn calendar(api: &mut Contract) {
             "{}/_celeriac/calendar/{user}/events/tea-tasting",
             api.base
         ))
+        .bearer_auth(token)
         .json(&json!({"summary": "Tea tasting in the garden"}))
         .send()
         .await
@@ -478,17 +539,89 @@ async fn calendar(api: &mut Contract) {
             .header("X-Goog-Resource-State", state)
             .header("X-Goog-Message-Number", &number)
     };
-    let token = header("X-Goog-Channel-Token");
-    api.expect(202, notify(&token, "exists")).await;
-    api.expect(202, notify(&token, "exists")).await; // already processed
-    api.expect(200, notify(&token, "sync")).await; // acknowledged
+    let channel_token = header("X-Goog-Channel-Token");
+    api.expect(202, notify(&channel_token, "exists")).await;
+    api.expect(202, notify(&channel_token, "exists")).await; // already processed
+    api.expect(200, notify(&channel_token, "sync")).await; // acknowledged
     api.expect(403, notify("wrong", "exists")).await;
 
     let channel_id = channel["channel_id"].as_str().expect("channel id");
+    let unsubscribe = "/webhook/unsubscribe/{channel_id}";
+    api.expect(
+        401,
+        Call::delete(unsubscribe).at(format!("/webhook/unsubscribe/{channel_id}")),
+    )
+    .await;
     api.expect(
         200,
-        Call::delete("/webhook/unsubscribe/{channel_id}")
-            .at(format!("/webhook/unsubscribe/{channel_id}")),
+        Call::delete(unsubscribe)
+            .at(format!("/webhook/unsubscribe/{channel_id}"))
+            .bearer(token),
+    )
+    .await;
+    api.expect(
+        404,
+        Call::delete(unsubscribe)
+            .at(format!("/webhook/unsubscribe/{channel_id}"))
+            .bearer(token),
+    )
+    .await;
+
+    // Connecting: the fixture has no Google account to connect (409); the callback needs
+    // a session and a state this session started.
+    let connect = "/calendar/{user_id}/connect";
+    api.expect(
+        409,
+        Call::get(connect)
+            .at(format!("/calendar/{user}/connect"))
+            .bearer(token),
+    )
+    .await;
+    api.expect(
+        401,
+        Call::get(connect).at(format!("/calendar/{user}/connect")),
+    )
+    .await;
+    api.expect(
+        404,
+        Call::get(connect)
+            .at("/calendar/someone-else/connect")
+            .bearer(token),
+    )
+    .await;
+    let callback = "/oauth/google-calendar/callback";
+    api.expect(
+        401,
+        Call::get(callback).at(format!("{callback}?state=abc&code=def")),
+    )
+    .await;
+    api.expect(400, Call::get(callback).at(callback).bearer(token))
+        .await;
+    api.expect(
+        409,
+        Call::get(callback)
+            .at(format!("{callback}?state=abc&code=def"))
+            .bearer(token),
+    )
+    .await;
+    let connection = "/calendar/{user_id}/connection";
+    api.expect(
+        401,
+        Call::delete(connection).at(format!("/calendar/{user}/connection")),
+    )
+    .await;
+    api.expect(
+        404,
+        Call::delete(connection)
+            .at("/calendar/someone-else/connection")
+            .bearer(token),
+    )
+    .await;
+    api.expect(
+        200,
+        Call::delete(connection)
+            .at(format!("/calendar/{user}/connection"))
+            .bearer(token),
     )
     .await;
 }

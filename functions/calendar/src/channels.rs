@@ -83,7 +83,10 @@ pub async fn open_channel(
         last_notification_at: None,
     };
     if let Err(err) = store.put_channel(&channel).await {
-        if let Err(stop) = provider.stop(&channel.id, &channel.resource_id).await {
+        if let Err(stop) = provider
+            .stop(&channel.user_id, &channel.id, &channel.resource_id)
+            .await
+        {
             tracing::warn!(channel_id = %channel.id, error = %stop, "channel not stored and not stopped; it expires on its own");
         }
         return Err(err.into());
@@ -99,7 +102,10 @@ pub async fn close_channel(
     provider: &SharedProvider,
     channel: &Channel,
 ) -> Result<bool, ChannelError> {
-    match provider.stop(&channel.id, &channel.resource_id).await {
+    match provider
+        .stop(&channel.user_id, &channel.id, &channel.resource_id)
+        .await
+    {
         Ok(()) | Err(ProviderError::NotFound(_)) => {}
         Err(err) => return Err(err.into()),
     }

@@ -5,7 +5,11 @@ use std::time::Duration;
 use celeriac_platform::config::{ConfigError, EnvSource, ProcessEnv};
 use secrecy::SecretString;
 
-use crate::provider::google::{DEFAULT_API_URL, DEFAULT_TOKEN_URL, GoogleConfig};
+use crate::keyring::KeyRingSource;
+use crate::oauth::{
+    DEFAULT_AUTHORIZATION_URL, DEFAULT_REVOKE_URL, DEFAULT_TOKEN_URL, OAuthSettings,
+};
+use crate::provider::google::{Accounts, DEFAULT_API_URL, GoogleConfig};
 
 /// The seed's cache lifetime: 6 minutes.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(360);
@@ -25,9 +29,8 @@ pub enum ProviderConfig {
 /// Settings of the calendar endpoints and tasks.
 #[derive(Debug, Clone)]
 pub struct CalendarConfig {
-    /// `CALENDAR_PROVIDER` (`google` or `fixture`). Unset: Google when
-    /// `GOOGLE_REFRESH_TOKEN` is set, else the fixture under `celeriac dev` and an error on
-    /// Lambda.
+    /// `CALENDAR_PROVIDER` (`google` or `fixture`). Unset: Google when `GOOGLE_CLIENT_ID`
+    /// is set, else the fixture under `celeriac dev` and an error on Lambda.
     pub provider: ProviderConfig,
     /// How long cached reads live (`CALENDAR_CACHE_TTL_SECONDS`, 360).
     pub cache_ttl: Duration,
@@ -39,6 +42,10 @@ pub struct CalendarConfig {
     pub webhook_url: Option<String>,
     /// `PUBLIC_BASE_URL`, or the dev runner's own address.
     pub public_base_url: Option<String>,
+    /// Where Google sends the browser back after consent (`CALENDAR_OAUTH_REDIRECT_URL`,
+    /// registered with the OAuth client); unset, `PUBLIC_BASE_URL` (or the API Gateway
+    /// domain of the connect request) followed by `/oauth/google-calendar/callback`.
+    pub oauth_redirect_url: Option<String>,
 }
 
 impl CalendarConfig {
@@ -60,17 +67,55 @@ impl CalendarConfig {
                     ConfigError::new(key, "required for the Google Calendar provider")
                 })
             };
+            let or_default = |key: &'static str, default: &str| {
+                env.var(key).unwrap_or_else(|| default.to_owned())
+            };
+            let single_tenant = match env.var("CALENDAR_SINGLE_TENANT").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "CALENDAR_SINGLE_TENANT",
+                        "expected true or false",
+                    ));
+                }
+            };
+            let accounts = if single_tenant {
+                Accounts::SingleTenant(SecretString::from(required("GOOGLE_REFRESH_TOKEN")?))
+            } else {
+                if env.var("GOOGLE_REFRESH_TOKEN").is_some() {
+                    // One account for every user is a choice an operator makes on purpose.
+                    return Err(ConfigError::new(
+                        "GOOGLE_REFRESH_TOKEN",
+                        "one account would serve every user: set CALENDAR_SINGLE_TENANT=true to mean that, or unset it so each user connects their own",
+                    ));
+                }
+                let token_keys = match (
+                    env.var("CALENDAR_TOKEN_KEYS_SECRET_ARN"),
+                    env.var("CALENDAR_TOKEN_KEYS"),
+                ) {
+                    (Some(arn), _) => Some(KeyRingSource::SecretArn(arn)),
+                    (None, Some(document)) => {
+                        Some(KeyRingSource::Inline(SecretString::from(document)))
+                    }
+                    (None, None) => None,
+                };
+                Accounts::PerUser { token_keys }
+            };
             Ok(ProviderConfig::Google(GoogleConfig {
-                api_url: env
-                    .var("GOOGLE_CALENDAR_API_URL")
-                    .unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
-                token_url: env
-                    .var("GOOGLE_OAUTH_TOKEN_URL")
-                    .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()),
-                client_id: required("GOOGLE_CLIENT_ID")?,
-                client_secret: SecretString::from(required("GOOGLE_CLIENT_SECRET")?),
-                refresh_token: SecretString::from(required("GOOGLE_REFRESH_TOKEN")?),
-                timeout: Duration::from_secs(seconds(env, "GOOGLE_TIMEOUT_SECONDS", 10)?),
+                api_url: or_default("GOOGLE_CALENDAR_API_URL", DEFAULT_API_URL),
+                oauth: OAuthSettings {
+                    authorization_url: or_default(
+                        "GOOGLE_OAUTH_AUTHORIZATION_URL",
+                        DEFAULT_AUTHORIZATION_URL,
+                    ),
+                    token_url: or_default("GOOGLE_OAUTH_TOKEN_URL", DEFAULT_TOKEN_URL),
+                    revoke_url: or_default("GOOGLE_OAUTH_REVOKE_URL", DEFAULT_REVOKE_URL),
+                    client_id: required("GOOGLE_CLIENT_ID")?,
+                    client_secret: SecretString::from(required("GOOGLE_CLIENT_SECRET")?),
+                    timeout: Duration::from_secs(seconds(env, "GOOGLE_TIMEOUT_SECONDS", 10)?),
+                },
+                accounts,
             }))
         };
         let provider = match env.var("CALENDAR_PROVIDER").as_deref() {
@@ -82,12 +127,12 @@ impl CalendarConfig {
                     "expected google or fixture",
                 ));
             }
-            None if env.var("GOOGLE_REFRESH_TOKEN").is_some() => google()?,
+            None if env.var("GOOGLE_CLIENT_ID").is_some() => google()?,
             None if embedded => ProviderConfig::Fixture,
             None => {
                 return Err(ConfigError::new(
                     "CALENDAR_PROVIDER",
-                    "set GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REFRESH_TOKEN, or CALENDAR_PROVIDER=fixture",
+                    "set GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET (and the token keys), or CALENDAR_PROVIDER=fixture",
                 ));
             }
         };
@@ -115,6 +160,7 @@ impl CalendarConfig {
             webhook_url: url("CALENDAR_WEBHOOK_URL")?,
             public_base_url: url("PUBLIC_BASE_URL")?
                 .or_else(|| default_base_url.map(|u| u.trim_end_matches('/').to_owned())),
+            oauth_redirect_url: url("CALENDAR_OAUTH_REDIRECT_URL")?,
         })
     }
 }
@@ -157,25 +203,50 @@ mod tests {
     }
 
     #[test]
-    fn google_needs_its_three_credentials_and_hides_the_secrets() {
-        let partial = env(&[
-            ("CALENDAR_PROVIDER", "google"),
-            ("GOOGLE_CLIENT_ID", "id"),
-            ("GOOGLE_CLIENT_SECRET", "very-secret"),
-        ]);
-        let err = CalendarConfig::from_source(&partial, true, None).expect_err("no refresh");
-        assert_eq!(err.key, "GOOGLE_REFRESH_TOKEN");
+    fn google_is_per_user_and_hides_the_secrets() {
+        let partial = env(&[("CALENDAR_PROVIDER", "google"), ("GOOGLE_CLIENT_ID", "id")]);
+        let err = CalendarConfig::from_source(&partial, true, None).expect_err("no secret");
+        assert_eq!(err.key, "GOOGLE_CLIENT_SECRET");
         let mut full = partial.clone();
-        full.insert("GOOGLE_REFRESH_TOKEN".into(), "refresh-secret".into());
+        full.insert("GOOGLE_CLIENT_SECRET".into(), "very-secret".into());
+        full.insert("CALENDAR_TOKEN_KEYS".into(), "keys-secret".into());
         full.insert("CALENDAR_CACHE_TTL_SECONDS".into(), "60".into());
         let config = CalendarConfig::from_source(&full, false, None).expect("google");
         assert_eq!(config.cache_ttl, Duration::from_secs(60));
         let printed = format!("{config:?}");
-        assert!(!printed.contains("very-secret") && !printed.contains("refresh-secret"));
+        assert!(!printed.contains("very-secret") && !printed.contains("keys-secret"));
         let ProviderConfig::Google(google) = config.provider else {
             panic!("google expected");
         };
         assert_eq!(google.api_url, DEFAULT_API_URL);
+        assert_eq!(google.oauth.revoke_url, DEFAULT_REVOKE_URL);
+        assert!(matches!(
+            google.accounts,
+            Accounts::PerUser {
+                token_keys: Some(KeyRingSource::Inline(_))
+            }
+        ));
+    }
+
+    #[test]
+    fn one_account_for_everyone_must_be_asked_for() {
+        let mut shared = env(&[
+            ("GOOGLE_CLIENT_ID", "id"),
+            ("GOOGLE_CLIENT_SECRET", "very-secret"),
+            ("GOOGLE_REFRESH_TOKEN", "refresh-secret"),
+        ]);
+        let err = CalendarConfig::from_source(&shared, false, None).expect_err("implicit");
+        assert_eq!(err.key, "GOOGLE_REFRESH_TOKEN");
+        shared.insert("CALENDAR_SINGLE_TENANT".into(), "true".into());
+        let config = CalendarConfig::from_source(&shared, false, None).expect("single tenant");
+        assert!(!format!("{config:?}").contains("refresh-secret"));
+        let ProviderConfig::Google(google) = config.provider else {
+            panic!("google expected");
+        };
+        assert!(matches!(google.accounts, Accounts::SingleTenant(_)));
+        shared.remove("GOOGLE_REFRESH_TOKEN");
+        let err = CalendarConfig::from_source(&shared, false, None).expect_err("no token");
+        assert_eq!(err.key, "GOOGLE_REFRESH_TOKEN");
     }
 
     #[test]
@@ -185,6 +256,7 @@ mod tests {
             ("CALENDAR_CHANNEL_TTL_SECONDS", "a week"),
             ("CALENDAR_WEBHOOK_URL", "example.com/hook"),
             ("CALENDAR_PROVIDER", "outlook"),
+            ("CALENDAR_OAUTH_REDIRECT_URL", "example.com/callback"),
         ] {
             let err = CalendarConfig::from_source(&env(&[(key, value)]), true, None)
                 .expect_err("invalid");

@@ -3,37 +3,50 @@
 //!
 //! | method and path | router |
 //! |---|---|
-//! | `POST /webhook/google-calendar` | [`google_webhook`] |
+//! | `POST /webhook/google-calendar` | [`google_webhook`] (public) |
 //! | `POST /webhook/setup/{user_id}` | [`webhook_setup`] |
 //! | `DELETE /webhook/unsubscribe/{channel_id}` | [`webhook_unsubscribe`] |
 //! | `GET /webhook/status/{user_id}` | [`webhook_status`] |
 //! | `GET /calendar/{user_id}/events` | [`events`] (cached) |
 //! | `GET /calendar/{user_id}/events/{event_id}` | [`event`] (cached) |
 //! | `GET /calendar/{user_id}/calendars` | [`calendars`] (cached) |
+//! | `GET /calendar/{user_id}/connect` | [`connect`] |
+//! | `GET /oauth/google-calendar/callback` | [`oauth_callback`] |
+//! | `DELETE /calendar/{user_id}/connection` | [`disconnect`] |
 //!
 //! (`GET /webhook/task-status/{task_id}` is the platform's task status.)
 //!
+//! Who may call what: every route but the webhook needs the caller's session (the
+//! accounts' login; 401 without one). `{user_id}` must be the caller's own id, and a
+//! channel id one of the caller's channels: anything else answers the same 404 as an id
+//! that does not exist, and changes nothing. A channel watches one of the caller's own
+//! calendars. The webhook is public: Google does not log in, it echoes the channel token
+//! we gave it.
+//!
 //! The webhook answers Google at once: it checks the channel and its token, then only
-//! enqueues. An unknown channel is `404`, a missing or wrong token `403` (Google does not
-//! authenticate, it echoes the token we gave it: a wrong one is a forged or stale
-//! notification); in both cases nothing is enqueued. `sync` notifications (sent when a
-//! channel starts) are acknowledged with `200` and not processed.
+//! enqueues. An unknown channel is `404`, a missing or wrong token `403` (a forged or
+//! stale notification); in both cases nothing is enqueued. `sync` notifications (sent when
+//! a channel starts) are acknowledged with `200` and not processed.
 //!
 //! Under `celeriac dev` with the fixture provider, [`fixture_control`] adds
-//! `PUT` / `DELETE /_celeriac/calendar/{user_id}/events/{event_id}`: change the fixture
-//! calendar as a user would in Google Calendar, and get back the notification Google
-//! would post.
+//! `PUT` / `DELETE /_celeriac/calendar/{user_id}/events/{event_id}` (the caller's own
+//! fixture calendar only): change the fixture calendar as a user would in Google
+//! Calendar, and get back the notification Google would post. No Lambda function serves
+//! it.
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use anyhow::Context;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use celeriac_cache::CacheHeadersLayer;
 use celeriac_platform::Error;
+use celeriac_sessions::{Authenticated, SessionConfig, Sessions};
 use celeriac_tasks::{SendOptions, TaskClient};
 use chrono::Utc;
 use lambda_http::request::RequestContext;
@@ -45,7 +58,8 @@ use crate::cache::CalendarCache;
 use crate::channels::{close_channel, open_channel};
 use crate::config::CalendarConfig;
 use crate::provider::fixture::FixtureProvider;
-use crate::store::{CalendarEvent, EventTime};
+use crate::provider::{CalendarSummary, ProviderError};
+use crate::store::{CalendarEvent, Channel, EventTime};
 use crate::sync::{PROCESS_CALENDAR_WEBHOOK, WebhookArgs};
 
 /// Google's notifications.
@@ -62,6 +76,12 @@ pub const EVENTS_PATH: &str = "/calendar/{user_id}/events";
 pub const EVENT_PATH: &str = "/calendar/{user_id}/events/{event_id}";
 /// A user's calendars.
 pub const CALENDARS_PATH: &str = "/calendar/{user_id}/calendars";
+/// Connecting the caller's Google Calendar: the redirect to Google's consent page.
+pub const CONNECT_PATH: &str = "/calendar/{user_id}/connect";
+/// Where Google sends the browser back after consent.
+pub const CALLBACK_PATH: &str = "/oauth/google-calendar/callback";
+/// Disconnecting the caller's Google Calendar.
+pub const CONNECTION_PATH: &str = "/calendar/{user_id}/connection";
 /// The fixture calendar's control (dev runner only).
 pub const FIXTURE_EVENT_PATH: &str = "/_celeriac/calendar/{user_id}/events/{event_id}";
 
@@ -70,15 +90,29 @@ pub const FIXTURE_EVENT_PATH: &str = "/_celeriac/calendar/{user_id}/events/{even
 pub struct CalendarApi {
     /// Store, provider, cache and settings.
     pub backend: CalendarBackend,
+    /// The accounts' sessions, in the backend's key-value store: who is calling.
+    pub sessions: Sessions,
     /// Enqueues `process_calendar_webhook`; `None` where no queue is configured (the
     /// read endpoints' functions), and the endpoints that enqueue answer 503.
     pub tasks: Option<TaskClient>,
 }
 
+impl FromRef<CalendarApi> for Sessions {
+    fn from_ref(api: &CalendarApi) -> Self {
+        api.sessions.clone()
+    }
+}
+
 impl CalendarApi {
-    /// The endpoints over `backend`, enqueuing with `tasks`.
+    /// The endpoints over `backend`, with the accounts' sessions in its key-value store,
+    /// enqueuing with `tasks`.
     pub fn new(backend: CalendarBackend, tasks: Option<TaskClient>) -> Self {
-        Self { backend, tasks }
+        let sessions = Sessions::new(backend.kv.clone(), SessionConfig::default());
+        Self {
+            backend,
+            sessions,
+            tasks,
+        }
     }
 
     fn tasks(&self) -> Result<&TaskClient, Error> {
@@ -121,7 +155,7 @@ pub fn webhook_setup(api: CalendarApi) -> Router {
 /// `DELETE /webhook/unsubscribe/{channel_id}`.
 pub fn webhook_unsubscribe(api: CalendarApi) -> Router {
     Router::new()
-        .route(UNSUBSCRIBE_PATH, axum::routing::delete(unsubscribe))
+        .route(UNSUBSCRIBE_PATH, delete(unsubscribe))
         .with_state(api)
 }
 
@@ -156,6 +190,27 @@ pub fn calendars(api: CalendarApi) -> Router {
         .layer(CacheHeadersLayer)
 }
 
+/// `GET /calendar/{user_id}/connect`.
+pub fn connect(api: CalendarApi) -> Router {
+    Router::new()
+        .route(CONNECT_PATH, get(start_connection))
+        .with_state(api)
+}
+
+/// `GET /oauth/google-calendar/callback`.
+pub fn oauth_callback(api: CalendarApi) -> Router {
+    Router::new()
+        .route(CALLBACK_PATH, get(finish_connection))
+        .with_state(api)
+}
+
+/// `DELETE /calendar/{user_id}/connection`.
+pub fn disconnect(api: CalendarApi) -> Router {
+    Router::new()
+        .route(CONNECTION_PATH, delete(end_connection))
+        .with_state(api)
+}
+
 /// Every calendar router, merged (the dev runner's view).
 pub fn all(api: CalendarApi) -> Router {
     Router::new()
@@ -165,33 +220,77 @@ pub fn all(api: CalendarApi) -> Router {
         .merge(webhook_status(api.clone()))
         .merge(events(api.clone()))
         .merge(event(api.clone()))
-        .merge(calendars(api))
+        .merge(calendars(api.clone()))
+        .merge(connect(api.clone()))
+        .merge(oauth_callback(api.clone()))
+        .merge(disconnect(api))
+}
+
+/// The fixture control routes' state: the fixture and the sessions saying whose it is.
+#[derive(Debug, Clone)]
+struct FixtureControl {
+    fixture: Arc<FixtureProvider>,
+    sessions: Sessions,
+}
+
+impl FromRef<FixtureControl> for Sessions {
+    fn from_ref(control: &FixtureControl) -> Self {
+        control.sessions.clone()
+    }
 }
 
 /// `PUT` / `DELETE /_celeriac/calendar/{user_id}/events/{event_id}` on the fixture
-/// provider (the dev runner mounts it only when the fixture is the provider).
-pub fn fixture_control(fixture: Arc<FixtureProvider>) -> Router {
+/// provider: dev runner only (it mounts it when the fixture is the provider; no Lambda
+/// function or OpenAPI path serves it), and only on the caller's own fixture calendar.
+pub fn fixture_control(fixture: Arc<FixtureProvider>, sessions: Sessions) -> Router {
     Router::new()
         .route(
             FIXTURE_EVENT_PATH,
             put(change_fixture_event).delete(delete_fixture_event),
         )
-        .with_state(fixture)
+        .with_state(FixtureControl { fixture, sessions })
 }
 
-/// User ids are the seed's (`user123`): 1 to 128 letters, digits, `.`, `_`, `-`, `@`, `+`.
+/// User ids are the accounts' (UUIDs) in the OpenAPI document's `UserId` format: 1 to 64
+/// letters, digits, `.`, `_`, `-` or `@`.
 fn check_user_id(user_id: &str) -> Result<(), Error> {
-    let plain = (1..=128).contains(&user_id.len())
+    let plain = (1..=64).contains(&user_id.len())
         && user_id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
     if plain {
         Ok(())
     } else {
         Err(Error::BadRequest(
-            "user_id: 1 to 128 letters, digits, '.', '_', '-', '@' or '+'".into(),
+            "user_id: 1 to 64 letters, digits, '.', '_', '-' or '@'".into(),
         ))
     }
+}
+
+/// The path's user must be the caller: anyone else's id answers the same 404 as an id
+/// nobody has.
+fn caller_owns(auth: &Authenticated, user_id: &str) -> Result<(), Error> {
+    check_user_id(user_id)?;
+    if auth.user_id == user_id {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("no calendar for user {user_id}")))
+    }
+}
+
+/// The channel, if it is the caller's: another user's answers as an unknown one.
+async fn callers_channel(
+    api: &CalendarApi,
+    auth: &Authenticated,
+    channel_id: &str,
+) -> Result<Channel, Error> {
+    check_channel_id(channel_id)?;
+    api.backend
+        .store
+        .channel(channel_id)
+        .await?
+        .filter(|c| c.user_id == auth.user_id)
+        .ok_or_else(|| Error::NotFound(format!("no channel {channel_id}")))
 }
 
 /// Channel ids (ours are UUIDs; Google allows up to 64 of `[A-Za-z0-9-_+/=]`).
@@ -343,15 +442,21 @@ struct SetupRequest {
     calendar_id: Option<String>,
 }
 
-/// Where notifications are posted: the configured URL, else the public base URL, else the
-/// domain API Gateway received this request on (never the client's Host header).
-fn webhook_address(api: &CalendarApi, context: Option<&RequestContext>) -> Result<String, Error> {
-    let config = &api.backend.config;
-    if let Some(url) = &config.webhook_url {
+/// An address of ours Google is given: the configured URL, else the public base URL
+/// followed by `path`, else the domain API Gateway received this request on (never the
+/// client's Host header).
+fn our_address(
+    api: &CalendarApi,
+    configured: Option<&String>,
+    path: &str,
+    setting: &str,
+    context: Option<&RequestContext>,
+) -> Result<String, Error> {
+    if let Some(url) = configured {
         return Ok(url.clone());
     }
-    if let Some(base) = &config.public_base_url {
-        return Ok(format!("{base}{WEBHOOK_PATH}"));
+    if let Some(base) = &api.backend.config.public_base_url {
+        return Ok(format!("{base}{path}"));
     }
     let domain = match context {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.domain_name.clone(),
@@ -359,21 +464,64 @@ fn webhook_address(api: &CalendarApi, context: Option<&RequestContext>) -> Resul
         _ => None,
     };
     domain
-        .map(|domain| format!("https://{domain}{WEBHOOK_PATH}"))
+        .map(|domain| format!("https://{domain}{path}"))
         .ok_or_else(|| {
-            Error::internal(
-                "no CALENDAR_WEBHOOK_URL, no PUBLIC_BASE_URL and no API Gateway domain: cannot tell Google where to post",
-            )
+            Error::internal(format!(
+                "no {setting}, no PUBLIC_BASE_URL and no API Gateway domain: cannot tell Google where {path} is"
+            ))
         })
+}
+
+/// Where notifications are posted.
+fn webhook_address(api: &CalendarApi, context: Option<&RequestContext>) -> Result<String, Error> {
+    our_address(
+        api,
+        api.backend.config.webhook_url.as_ref(),
+        WEBHOOK_PATH,
+        "CALENDAR_WEBHOOK_URL",
+        context,
+    )
+}
+
+/// Where Google sends the browser back after consent.
+fn redirect_address(api: &CalendarApi, context: Option<&RequestContext>) -> Result<String, Error> {
+    our_address(
+        api,
+        api.backend.config.oauth_redirect_url.as_ref(),
+        CALLBACK_PATH,
+        "CALENDAR_OAUTH_REDIRECT_URL",
+        context,
+    )
+}
+
+/// The caller's calendars, through the cache (the same entry `GET .../calendars` reads).
+async fn calendars_of(api: &CalendarApi, user_id: &str) -> Result<Vec<CalendarSummary>, Error> {
+    let backend = &api.backend;
+    backend
+        .cache
+        .cache()
+        .get_or_compute(
+            &CalendarCache::calendars_key(user_id),
+            backend.cache.ttl(),
+            || async {
+                backend
+                    .provider
+                    .list_calendars(user_id)
+                    .await
+                    .map_err(Error::from)
+            },
+        )
+        .await
 }
 
 async fn set_up_channel(
     State(api): State<CalendarApi>,
+    auth: Authenticated,
     Path(user_id): Path<String>,
     context: Option<Extension<RequestContext>>,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
-    check_user_id(&user_id)?;
+    caller_owns(&auth, &user_id)?;
     // The body is optional: `{"calendar_id": "..."}` watches another calendar than primary.
     let request: SetupRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SetupRequest::default()
@@ -387,6 +535,18 @@ async fn set_up_channel(
     };
     let calendar_id = request.calendar_id.unwrap_or_else(|| "primary".into());
     check_id("calendar_id", &calendar_id)?;
+    // Only the caller's own calendars: `primary` is always theirs, any other id must be in
+    // their calendar list.
+    if calendar_id != "primary"
+        && !calendars_of(&api, &user_id)
+            .await?
+            .iter()
+            .any(|c| c.id == calendar_id)
+    {
+        return Err(Error::NotFound(format!(
+            "calendar {calendar_id:?} is not one of your calendars (GET /calendar/{user_id}/calendars lists them)"
+        )));
+    }
     let backend = &api.backend;
     // One calendar per user: its sync token and events are the user's.
     let synced = backend.store.sync_state(&user_id).await?;
@@ -453,15 +613,11 @@ async fn set_up_channel(
 
 async fn unsubscribe(
     State(api): State<CalendarApi>,
+    auth: Authenticated,
     Path(channel_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_channel_id(&channel_id)?;
+    let channel = callers_channel(&api, &auth, &channel_id).await?;
     let backend = &api.backend;
-    let channel = backend
-        .store
-        .channel(&channel_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no channel {channel_id}")))?;
     close_channel(&backend.store, &backend.provider, &channel).await?;
     Ok(Json(json!({
         "channel_id": channel.id,
@@ -472,14 +628,18 @@ async fn unsubscribe(
 
 async fn channel_status(
     State(api): State<CalendarApi>,
+    auth: Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_user_id(&user_id)?;
+    caller_owns(&auth, &user_id)?;
     let backend = &api.backend;
-    let (channels, sync) = tokio::try_join!(
+    let (channels, sync, credential) = tokio::try_join!(
         backend.store.channels_of_user(&user_id),
-        backend.store.sync_state(&user_id)
+        backend.store.sync_state(&user_id),
+        backend.store.credential(&user_id),
     )?;
+    // With nothing to connect (fixture, single-tenant), every user counts as connected.
+    let connected = backend.oauth.is_none() || credential.is_some();
     let now = Utc::now();
     let channels: Vec<serde_json::Value> = channels
         .iter()
@@ -506,6 +666,7 @@ async fn channel_status(
     });
     Ok(Json(json!({
         "user_id": user_id,
+        "connected": connected,
         "channels": channels,
         "sync": sync,
     })))
@@ -513,9 +674,10 @@ async fn channel_status(
 
 async fn list_events(
     State(api): State<CalendarApi>,
+    auth: Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_user_id(&user_id)?;
+    caller_owns(&auth, &user_id)?;
     let backend = &api.backend;
     let events: Vec<CalendarEvent> = backend
         .cache
@@ -531,9 +693,10 @@ async fn list_events(
 
 async fn one_event(
     State(api): State<CalendarApi>,
+    auth: Authenticated,
     Path((user_id, event_id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_user_id(&user_id)?;
+    caller_owns(&auth, &user_id)?;
     check_id("event_id", &event_id)?;
     let backend = &api.backend;
     // A miss is cached too (as null): a sync that creates the event invalidates its key.
@@ -559,26 +722,163 @@ async fn one_event(
 
 async fn list_calendars(
     State(api): State<CalendarApi>,
+    auth: Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_user_id(&user_id)?;
-    let backend = &api.backend;
-    let calendars: Vec<crate::provider::CalendarSummary> = backend
-        .cache
-        .cache()
-        .get_or_compute(
-            &CalendarCache::calendars_key(&user_id),
-            backend.cache.ttl(),
-            || async {
-                backend
-                    .provider
-                    .list_calendars(&user_id)
-                    .await
-                    .map_err(Error::from)
-            },
-        )
-        .await?;
+    caller_owns(&auth, &user_id)?;
+    let calendars = calendars_of(&api, &user_id).await?;
     Ok(Json(json!({ "user_id": user_id, "calendars": calendars })))
+}
+
+/// Why there is nothing to connect (fixture or single-tenant).
+fn nothing_to_connect(api: &CalendarApi) -> Error {
+    Error::Conflict(if api.backend.provider.adapter() == "fixture" {
+        "the fixture provider needs no Google account: every user has fixture calendars already"
+            .into()
+    } else {
+        "single-tenant mode (CALENDAR_SINGLE_TENANT=true): the operator's Google account serves every user".into()
+    })
+}
+
+async fn start_connection(
+    State(api): State<CalendarApi>,
+    auth: Authenticated,
+    Path(user_id): Path<String>,
+    context: Option<Extension<RequestContext>>,
+) -> Result<Response, Error> {
+    caller_owns(&auth, &user_id)?;
+    let flow = api
+        .backend
+        .oauth
+        .as_ref()
+        .ok_or_else(|| nothing_to_connect(&api))?;
+    let redirect = redirect_address(&api, context.as_deref())?;
+    let consent = flow.begin(&user_id, &redirect).await?;
+    // A browser follows the Location; an API client reads the same URL from the body.
+    Ok((
+        StatusCode::FOUND,
+        [(header::LOCATION, consent.url.clone())],
+        Json(json!({
+            "user_id": user_id,
+            "authorization_url": consent.url,
+            "expires_in": consent.expires_in.as_secs(),
+        })),
+    )
+        .into_response())
+}
+
+/// A query parameter of the callback: present, visible ASCII, at most 2048 characters.
+fn callback_parameter<'a>(
+    query: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<&'a str, Error> {
+    let value = query
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| Error::BadRequest(format!("{name}: required")))?;
+    if (1..=2048).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(value)
+    } else {
+        Err(Error::BadRequest(format!(
+            "{name}: 1 to 2048 visible ASCII characters"
+        )))
+    }
+}
+
+async fn finish_connection(
+    State(api): State<CalendarApi>,
+    auth: Authenticated,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, Error> {
+    if let Some(refusal) = query.get("error") {
+        let refusal: String = refusal
+            .chars()
+            .filter(char::is_ascii_graphic)
+            .take(64)
+            .collect();
+        return Err(Error::BadRequest(format!(
+            "Google did not grant access ({refusal}); nothing was connected"
+        )));
+    }
+    let state = callback_parameter(&query, "state")?;
+    let code = callback_parameter(&query, "code")?;
+    let flow = api
+        .backend
+        .oauth
+        .as_ref()
+        .ok_or_else(|| nothing_to_connect(&api))?;
+    let scope = flow.finish(&auth.user_id, state, code).await?;
+    // A calendar list cached before the connection is not this account's.
+    api.backend
+        .cache
+        .invalidate_user(&auth.user_id, std::iter::empty())
+        .await;
+    Ok(Json(json!({
+        "user_id": auth.user_id,
+        "connected": true,
+        "scope": scope,
+    })))
+}
+
+async fn end_connection(
+    State(api): State<CalendarApi>,
+    auth: Authenticated,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    caller_owns(&auth, &user_id)?;
+    let backend = &api.backend;
+    // Channels first, while the user's token can still stop them.
+    let channels = backend.store.channels_of_user(&user_id).await?;
+    let mut stopped = 0;
+    for channel in &channels {
+        match backend
+            .provider
+            .stop(&user_id, &channel.id, &channel.resource_id)
+            .await
+        {
+            Ok(()) => stopped += 1,
+            Err(err @ ProviderError::Unavailable(_)) => return Err(err.into()),
+            // Gone, refused or not connected: Google stops posting when it expires.
+            Err(err) => {
+                tracing::warn!(channel_id = %channel.id, user_id, error = %err, "channel not stopped at disconnect");
+            }
+        }
+    }
+    let revoked = match backend.provider.disconnect(&user_id).await {
+        Ok(revoked) => revoked,
+        Err(err @ ProviderError::Unavailable(_)) => return Err(err.into()),
+        // A token Google refuses or the key ring cannot open is useless anyway: forget it.
+        Err(err) => {
+            tracing::warn!(user_id, error = %err, "refresh token not revoked at disconnect");
+            false
+        }
+    };
+    let event_ids: Vec<String> = backend
+        .store
+        .events(&user_id)
+        .await?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    backend.store.forget_user(&user_id).await?;
+    if !backend.cache.invalidate_user(&user_id, &event_ids).await {
+        tracing::warn!(
+            user_id,
+            "some calendar cache entries could not be invalidated"
+        );
+    }
+    tracing::info!(
+        user_id,
+        revoked,
+        channels_stopped = stopped,
+        "Google Calendar disconnected"
+    );
+    Ok(Json(json!({
+        "user_id": user_id,
+        "disconnected": true,
+        "revoked": revoked,
+        "channels_stopped": stopped,
+    })))
 }
 
 /// A change to a fixture event, as a user would make it in Google Calendar.
@@ -600,11 +900,12 @@ struct FixtureChange {
 }
 
 async fn change_fixture_event(
-    State(fixture): State<Arc<FixtureProvider>>,
+    State(FixtureControl { fixture, .. }): State<FixtureControl>,
+    auth: Authenticated,
     Path((user_id, event_id)): Path<(String, String)>,
     celeriac_platform::json::JsonBody(change): celeriac_platform::json::JsonBody<FixtureChange>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_user_id(&user_id)?;
+    caller_owns(&auth, &user_id)?;
     check_id("event_id", &event_id)?;
     let calendar_id = change.calendar_id.unwrap_or_else(|| "primary".into());
     check_id("calendar_id", &calendar_id)?;
@@ -644,10 +945,11 @@ async fn change_fixture_event(
 }
 
 async fn delete_fixture_event(
-    State(fixture): State<Arc<FixtureProvider>>,
+    State(FixtureControl { fixture, .. }): State<FixtureControl>,
+    auth: Authenticated,
     Path((user_id, event_id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    check_user_id(&user_id)?;
+    caller_owns(&auth, &user_id)?;
     check_id("event_id", &event_id)?;
     let notifications = fixture
         .delete_event(&user_id, "primary", &event_id)

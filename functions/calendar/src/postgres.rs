@@ -1,5 +1,5 @@
 //! The calendar store on PostgreSQL (tables from
-//! `shared/db/migrations/0004_calendar.sql`).
+//! `shared/db/migrations/0004_calendar.sql` and `0006_calendar_credentials.sql`).
 //!
 //! A sync is applied in one transaction: events, sync token and the channel's message
 //! number change together or not at all, so a sync that fails half-way is simply run
@@ -14,9 +14,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+use crate::keyring::Sealed;
 use crate::secrets::TokenDigest;
 use crate::store::{
-    Applied, CalendarEvent, CalendarStore, Channel, StoreError, SyncChanges, SyncState,
+    Applied, CalendarEvent, CalendarStore, Channel, StoreError, StoredCredential, SyncChanges,
+    SyncState,
 };
 
 /// The calendar store in PostgreSQL.
@@ -67,6 +69,22 @@ fn channel(row: &PgRow) -> Result<Channel, StoreError> {
             created_at: row.try_get("created_at")?,
             last_message_number: row.try_get("last_message_number")?,
             last_notification_at: row.try_get("last_notification_at")?,
+        })
+    };
+    read().map_err(failed)
+}
+
+fn credential(row: &PgRow) -> Result<StoredCredential, StoreError> {
+    let read = || -> Result<StoredCredential, sqlx::Error> {
+        Ok(StoredCredential {
+            user_id: row.try_get("user_id")?,
+            sealed: Sealed {
+                key_id: row.try_get("key_id")?,
+                bytes: row.try_get("sealed_token")?,
+            },
+            scope: row.try_get("scope")?,
+            connected_at: row.try_get("connected_at")?,
+            sealed_at: row.try_get("sealed_at")?,
         })
     };
     read().map_err(failed)
@@ -319,6 +337,86 @@ impl CalendarStore for PgCalendarStore {
             .await
             .map_err(failed)?;
         row.as_ref().map(event).transpose()
+    }
+
+    async fn put_credential(&self, c: &StoredCredential) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO calendar_credentials \
+               (user_id, key_id, sealed_token, scope, connected_at, sealed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id) DO UPDATE SET key_id = EXCLUDED.key_id, \
+               sealed_token = EXCLUDED.sealed_token, scope = EXCLUDED.scope, \
+               connected_at = EXCLUDED.connected_at, sealed_at = EXCLUDED.sealed_at",
+        )
+        .bind(&c.user_id)
+        .bind(&c.sealed.key_id)
+        .bind(c.sealed.bytes.as_slice())
+        .bind(&c.scope)
+        .bind(c.connected_at)
+        .bind(c.sealed_at)
+        .execute(&self.pool)
+        .await
+        .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn credential(&self, user_id: &str) -> Result<Option<StoredCredential>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, key_id, sealed_token, scope, connected_at, sealed_at \
+             FROM calendar_credentials WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed)?;
+        row.as_ref().map(credential).transpose()
+    }
+
+    async fn reseal_credential(
+        &self,
+        user_id: &str,
+        expected: &Sealed,
+        resealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE calendar_credentials SET key_id = $4, sealed_token = $5, sealed_at = now() \
+             WHERE user_id = $1 AND key_id = $2 AND sealed_token = $3",
+        )
+        .bind(user_id)
+        .bind(&expected.key_id)
+        .bind(expected.bytes.as_slice())
+        .bind(&resealed.key_id)
+        .bind(resealed.bytes.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(failed)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn forget_user(&self, user_id: &str) -> Result<Option<StoredCredential>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        for statement in [
+            "DELETE FROM calendar_channels WHERE user_id = $1",
+            "DELETE FROM calendar_sync_state WHERE user_id = $1",
+            "DELETE FROM calendar_events WHERE user_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        let removed = sqlx::query(
+            "DELETE FROM calendar_credentials WHERE user_id = $1 \
+             RETURNING user_id, key_id, sealed_token, scope, connected_at, sealed_at",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed)?;
+        let removed = removed.as_ref().map(credential).transpose()?;
+        tx.commit().await.map_err(failed)?;
+        Ok(removed)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The calendar store port: watch channels, each user's sync state (the seed's
-//! `calendar:sync_token:{user_id}`, kept without expiry: losing it costs a full resync) and
-//! the synced copy of each user's events, with the in-memory adapter (the embedded
-//! default). The PostgreSQL adapter is in [`crate::postgres`]; both pass
+//! `calendar:sync_token:{user_id}`, kept without expiry: losing it costs a full resync),
+//! the synced copy of each user's events and each user's sealed Google refresh token, with
+//! the in-memory adapter (the embedded default). The PostgreSQL adapter is in [`crate::postgres`]; both pass
 //! `tests/store.rs`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::keyring::Sealed;
 use crate::secrets::TokenDigest;
 
 /// A push-notification channel: Google posts to our webhook under this id whenever the
@@ -135,6 +136,22 @@ impl CalendarEvent {
     }
 }
 
+/// A user's connection to their Google account: the refresh token, sealed under the key
+/// ring ([`crate::keyring`]); the token itself is never stored in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    /// Whose account.
+    pub user_id: String,
+    /// The refresh token, sealed (with the id of the key that sealed it).
+    pub sealed: Sealed,
+    /// The scopes Google granted, space-separated.
+    pub scope: String,
+    /// When the user connected.
+    pub connected_at: DateTime<Utc>,
+    /// When the token was last sealed (connect, or re-sealed under a newer key).
+    pub sealed_at: DateTime<Utc>,
+}
+
 /// What one sync found, applied by [`CalendarStore::apply_sync`] in one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncChanges {
@@ -247,6 +264,26 @@ pub trait CalendarStore: Send + Sync + std::fmt::Debug {
         user_id: &str,
         event_id: &str,
     ) -> Result<Option<CalendarEvent>, StoreError>;
+
+    /// Stores the user's credential, replacing any earlier one.
+    async fn put_credential(&self, credential: &StoredCredential) -> Result<(), StoreError>;
+
+    /// The user's credential.
+    async fn credential(&self, user_id: &str) -> Result<Option<StoredCredential>, StoreError>;
+
+    /// Replaces the sealed token with `resealed` only if it is still `expected` (so a
+    /// re-sealing never overwrites a token the user connected meanwhile); returns whether
+    /// it did.
+    async fn reseal_credential(
+        &self,
+        user_id: &str,
+        expected: &Sealed,
+        resealed: &Sealed,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets the user's calendar in one step: credential, channels, sync state and
+    /// synced events. Returns the credential it removed, if there was one.
+    async fn forget_user(&self, user_id: &str) -> Result<Option<StoredCredential>, StoreError>;
 }
 
 /// The store as handlers and tasks hold it.
@@ -258,6 +295,7 @@ struct Tables {
     sync: HashMap<String, SyncState>,
     /// Per user, by event id.
     events: HashMap<String, BTreeMap<String, CalendarEvent>>,
+    credentials: HashMap<String, StoredCredential>,
 }
 
 /// The calendar store in process memory, lost on restart: the embedded default of
@@ -420,6 +458,42 @@ impl CalendarStore for MemoryCalendarStore {
             .get(user_id)
             .and_then(|events| events.get(event_id))
             .cloned())
+    }
+
+    async fn put_credential(&self, credential: &StoredCredential) -> Result<(), StoreError> {
+        self.lock()
+            .credentials
+            .insert(credential.user_id.clone(), credential.clone());
+        Ok(())
+    }
+
+    async fn credential(&self, user_id: &str) -> Result<Option<StoredCredential>, StoreError> {
+        Ok(self.lock().credentials.get(user_id).cloned())
+    }
+
+    async fn reseal_credential(
+        &self,
+        user_id: &str,
+        expected: &Sealed,
+        resealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock();
+        match tables.credentials.get_mut(user_id) {
+            Some(stored) if stored.sealed == *expected => {
+                stored.sealed = resealed.clone();
+                stored.sealed_at = Utc::now();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn forget_user(&self, user_id: &str) -> Result<Option<StoredCredential>, StoreError> {
+        let mut tables = self.lock();
+        tables.channels.retain(|_, c| c.user_id != user_id);
+        tables.sync.remove(user_id);
+        tables.events.remove(user_id);
+        Ok(tables.credentials.remove(user_id))
     }
 }
 

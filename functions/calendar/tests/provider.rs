@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use celeriac_calendar::provider::fixture::FixtureProvider;
-use celeriac_calendar::provider::google::GoogleCalendar;
+use celeriac_calendar::provider::google::{GoogleCalendar, RefreshTokens};
 use celeriac_calendar::provider::{CalendarProvider, ProviderError, SharedProvider, WatchRequest};
 use celeriac_calendar::store::{CalendarEvent, EventTime};
 use chrono::{TimeZone, Utc};
@@ -203,8 +203,10 @@ async fn a_watched_channel_stops_once(p: SharedProvider, _r: Arc<dyn Remote>) {
         lifetime > chrono::Duration::days(2) && lifetime <= chrono::Duration::days(3),
         "{lifetime}"
     );
-    p.stop(&channel, &watched.resource_id).await.expect("stop");
-    let again = p.stop(&channel, &watched.resource_id).await;
+    p.stop(&user, &channel, &watched.resource_id)
+        .await
+        .expect("stop");
+    let again = p.stop(&user, &channel, &watched.resource_id).await;
     assert!(
         matches!(again, Err(ProviderError::NotFound(_))),
         "{again:?}"
@@ -275,9 +277,11 @@ async fn one_access_token_serves_many_calls_and_a_revoked_one_is_renewed_once() 
 #[tokio::test]
 async fn a_refused_refresh_token_is_not_retryable_and_not_logged() {
     let standin = GoogleStandin::start(50).await;
-    let mut config = standin.config();
-    config.refresh_token = SecretString::from("1//revoked-refresh-token");
-    let provider = GoogleCalendar::new(config).expect("adapter");
+    let provider = GoogleCalendar::new(
+        &standin.config(),
+        RefreshTokens::SingleTenant(SecretString::from("1//revoked-refresh-token")),
+    )
+    .expect("adapter");
     assert!(!format!("{provider:?}").contains("revoked-refresh-token"));
     let err = provider.list_calendars("mei").await.expect_err("refused");
     assert!(matches!(err, ProviderError::Rejected(_)), "{err:?}");
@@ -307,8 +311,12 @@ async fn server_errors_and_rate_limits_can_be_retried_and_bad_requests_cannot() 
 async fn an_unreachable_api_is_retryable() {
     let mut config = GoogleStandin::start(50).await.config();
     let dead = celeriac_testkit::dead_address();
-    config.token_url = format!("http://{dead}/token");
-    let provider = GoogleCalendar::new(config).expect("adapter");
+    config.oauth.token_url = format!("http://{dead}/token");
+    let provider = GoogleCalendar::new(
+        &config,
+        RefreshTokens::SingleTenant(SecretString::from(support::REFRESH_TOKEN)),
+    )
+    .expect("adapter");
     let err = provider
         .list_events("mei", "primary", None, None)
         .await

@@ -67,7 +67,9 @@ async fn renews_what_expires_within_a_day_once(store: SharedCalendarStore) {
     assert_ne!(successor.id, expiring.id);
     assert_eq!(successor.address, ADDRESS);
     assert!(successor.expires_at > Utc::now() + chrono::Duration::days(6));
-    let stopped = provider.stop(&expiring.id, &expiring.resource_id).await;
+    let stopped = provider
+        .stop("mei", &expiring.id, &expiring.resource_id)
+        .await;
     assert!(
         matches!(stopped, Err(ProviderError::NotFound(_))),
         "old one stopped"

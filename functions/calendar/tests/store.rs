@@ -6,10 +6,11 @@ mod support;
 
 use std::sync::Arc;
 
+use celeriac_calendar::keyring::Sealed;
 use celeriac_calendar::postgres::PgCalendarStore;
 use celeriac_calendar::secrets::ChannelToken;
 use celeriac_calendar::store::{
-    Channel, MemoryCalendarStore, SharedCalendarStore, StoreError, SyncChanges,
+    Channel, MemoryCalendarStore, SharedCalendarStore, StoreError, StoredCredential, SyncChanges,
 };
 use chrono::{DateTime, Duration, Utc};
 use support::event;
@@ -240,6 +241,121 @@ async fn message_numbers_only_go_up(store: SharedCalendarStore) {
     store.apply_sync(&sync).await.expect("apply");
 }
 
+fn credential(user: &str, key_id: &str, bytes: &[u8]) -> StoredCredential {
+    let now = micros(Utc::now());
+    StoredCredential {
+        user_id: user.into(),
+        sealed: Sealed {
+            key_id: key_id.into(),
+            bytes: bytes.to_vec(),
+        },
+        scope: "https://www.googleapis.com/auth/calendar.readonly".into(),
+        connected_at: now,
+        sealed_at: now,
+    }
+}
+
+async fn credentials_are_per_user_and_replaced(store: SharedCalendarStore) {
+    assert_eq!(store.credential("mei").await.expect("get"), None);
+    let first = credential("mei", "k1", b"sealed-1");
+    store.put_credential(&first).await.expect("put");
+    store
+        .put_credential(&credential("kai", "k1", b"sealed-kai"))
+        .await
+        .expect("put");
+    assert_eq!(store.credential("mei").await.expect("get"), Some(first));
+    let second = credential("mei", "k2", b"sealed-2");
+    store.put_credential(&second).await.expect("replace");
+    assert_eq!(store.credential("mei").await.expect("get"), Some(second));
+    assert_eq!(
+        store
+            .credential("kai")
+            .await
+            .expect("get")
+            .expect("kai")
+            .sealed
+            .bytes,
+        b"sealed-kai"
+    );
+}
+
+async fn a_reseal_happens_only_over_the_token_it_read(store: SharedCalendarStore) {
+    let read = credential("mei", "old", b"sealed-old");
+    store.put_credential(&read).await.expect("put");
+    let moved = Sealed {
+        key_id: "new".into(),
+        bytes: b"sealed-new".to_vec(),
+    };
+    assert!(
+        store
+            .reseal_credential("mei", &read.sealed, &moved)
+            .await
+            .expect("reseal")
+    );
+    let stored = store.credential("mei").await.expect("get").expect("mei");
+    assert_eq!(stored.sealed, moved);
+    assert_eq!(stored.connected_at, read.connected_at);
+    // The user connected again meanwhile: a reseal of the old token changes nothing.
+    let reconnected = credential("mei", "new", b"sealed-reconnected");
+    store.put_credential(&reconnected).await.expect("put");
+    assert!(
+        !store
+            .reseal_credential("mei", &read.sealed, &moved)
+            .await
+            .expect("reseal")
+    );
+    assert_eq!(
+        store
+            .credential("mei")
+            .await
+            .expect("get")
+            .expect("mei")
+            .sealed,
+        reconnected.sealed
+    );
+    assert!(
+        !store
+            .reseal_credential("nobody", &read.sealed, &moved)
+            .await
+            .expect("reseal")
+    );
+}
+
+async fn forgetting_a_user_removes_only_their_calendar(store: SharedCalendarStore) {
+    for user in ["mei", "kai"] {
+        store
+            .put_credential(&credential(user, "k1", b"sealed"))
+            .await
+            .expect("put");
+        store
+            .put_channel(&channel(&format!("ch-{user}"), user, Duration::days(2)))
+            .await
+            .expect("channel");
+        let mut sync = changes(user);
+        sync.upserts = vec![event("tea", "Tea", 9, 1)];
+        sync.sync_token = Some("token".into());
+        store.apply_sync(&sync).await.expect("sync");
+    }
+    let removed = store.forget_user("mei").await.expect("forget");
+    assert_eq!(removed.map(|c| c.user_id).as_deref(), Some("mei"));
+    assert_eq!(store.credential("mei").await.expect("get"), None);
+    assert!(
+        store
+            .channels_of_user("mei")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(store.sync_state("mei").await.expect("state"), None);
+    assert!(store.events("mei").await.expect("events").is_empty());
+    // Kai keeps everything.
+    assert!(store.credential("kai").await.expect("get").is_some());
+    assert_eq!(store.channels_of_user("kai").await.expect("list").len(), 1);
+    assert!(store.sync_state("kai").await.expect("state").is_some());
+    assert_eq!(store.events("kai").await.expect("events").len(), 1);
+    assert_eq!(store.forget_user("mei").await.expect("again"), None);
+}
+
 macro_rules! conformance {
     ($($adapter:ident => $open:expr;)*) => {$(
         mod $adapter {
@@ -251,7 +367,10 @@ macro_rules! conformance {
                 an_incremental_sync_upserts_deletes_and_keeps_the_token,
                 an_older_version_never_replaces_a_newer_one,
                 a_full_sync_removes_what_it_does_not_list,
-                message_numbers_only_go_up);
+                message_numbers_only_go_up,
+                credentials_are_per_user_and_replaced,
+                a_reseal_happens_only_over_the_token_it_read,
+                forgetting_a_user_removes_only_their_calendar);
         }
     )*};
     (@cases $($case:ident),*) => {$(

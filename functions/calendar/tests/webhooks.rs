@@ -1,7 +1,8 @@
 //! Notifications end to end, on real parts: the endpoints over PostgreSQL and Redis, the
 //! Google adapter against the local API stand-in, and `process_calendar_webhook` run by a
 //! worker over the in-process transport (the runner and retry policy every transport
-//! shares).
+//! shares). The stand-in serves one account for every user here (single-tenant mode);
+//! each user's own account is `connect.rs`. Requests carry the user's session.
 
 mod support;
 
@@ -19,6 +20,7 @@ use celeriac_calendar::postgres::PgCalendarStore;
 use celeriac_calendar::store::SharedCalendarStore;
 use celeriac_kv::{RedisKv, SharedKv};
 use celeriac_platform::config::HttpConfig;
+use celeriac_sessions::{SessionConfig, Sessions};
 use celeriac_tasks::{
     InProcess, Registry, Runner, TaskClient, TaskRecord, TaskState, TaskStore, Transport, Worker,
 };
@@ -35,6 +37,8 @@ struct Harness {
     transport: Arc<InProcess>,
     stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
     user: String,
+    /// The user's session token.
+    session: String,
 }
 
 struct Answer {
@@ -63,8 +67,10 @@ async fn harness(with_worker: bool) -> Option<Harness> {
         channel_ttl: Duration::from_secs(7 * 86_400),
         webhook_url: Some("https://api.example.test/webhook/google-calendar".into()),
         public_base_url: None,
+        oauth_redirect_url: None,
     };
-    let backend = CalendarBackend::new(store.clone(), standin.provider(), cache, config);
+    let backend =
+        CalendarBackend::new(store.clone(), standin.provider(), kv.clone(), cache, config);
     let transport = Arc::new(InProcess::new(Duration::from_secs(30)));
     let tasks = TaskStore::new(kv.clone());
     let client = TaskClient::new(transport.clone(), tasks.clone(), "calendar test");
@@ -87,6 +93,13 @@ async fn harness(with_worker: bool) -> Option<Harness> {
         &HttpConfig::default(),
     );
     let user = format!("mei-{}", uuid::Uuid::new_v4().simple());
+    let session = Sessions::new(kv.clone(), SessionConfig::default())
+        .create(&user, None)
+        .await
+        .expect("session")
+        .token
+        .as_str()
+        .to_owned();
     Some(Harness {
         app,
         standin,
@@ -95,6 +108,7 @@ async fn harness(with_worker: bool) -> Option<Harness> {
         transport,
         stop_worker,
         user,
+        session,
     })
 }
 
@@ -108,7 +122,10 @@ impl Drop for Harness {
 
 impl Harness {
     async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request = ::http::Request::builder().method(method).uri(path);
+        let mut request = ::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.session));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

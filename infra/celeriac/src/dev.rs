@@ -52,9 +52,10 @@ pub fn routes(
 /// the provider.
 fn calendar_routes(calendar: &celeriac_calendar::CalendarBackend, client: TaskClient) -> Router {
     let api = celeriac_calendar::http::CalendarApi::new(calendar.clone(), Some(client));
+    let sessions = api.sessions.clone();
     let routes = celeriac_calendar::http::all(api);
     match calendar.fixture.clone() {
-        Some(fixture) => routes.merge(celeriac_calendar::http::fixture_control(fixture)),
+        Some(fixture) => routes.merge(celeriac_calendar::http::fixture_control(fixture, sessions)),
         None => routes,
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every user has a `primary` calendar seeded with the same three events (their days
 //! derived from the user id, so two users differ but a user always starts the same) and
-//! an empty second calendar. Sync tokens and paging behave as Google's: a full list ends
+//! an empty second calendar whose id is derived from the user id
+//! ([`second_calendar_id`]), so one user's calendar ids are not another's. Sync tokens and paging behave as Google's: a full list ends
 //! with a sync token, a list with that token returns only what changed since (deletions
 //! as `cancelled` items), and [`FixtureProvider::expire_sync_tokens`] makes old tokens
 //! answer [`ProviderError::SyncTokenExpired`], as Google's `410 Gone`.
@@ -26,8 +27,11 @@ use crate::store::{CalendarEvent, EventTime};
 /// Items per page unless set otherwise.
 const DEFAULT_PAGE_SIZE: usize = 50;
 
-/// The second calendar every fixture user has.
-pub const SECOND_CALENDAR: &str = "tea-club";
+/// The id of the second calendar a fixture user has: `tea-club-` and 8 hex digits of the
+/// user id's SHA-256.
+pub fn second_calendar_id(user_id: &str) -> String {
+    format!("tea-club-{}", hex::encode(&seed_of(user_id)[..4]))
+}
 
 /// A notification as Google posts it: the headers of the webhook request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -348,10 +352,15 @@ impl CalendarProvider for FixtureProvider {
         })
     }
 
-    async fn stop(&self, channel_id: &str, resource_id: &str) -> Result<(), ProviderError> {
+    async fn stop(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        resource_id: &str,
+    ) -> Result<(), ProviderError> {
         let mut state = self.lock();
         match state.channels.get(channel_id) {
-            Some(c) if c.resource_id == resource_id => {
+            Some(c) if c.resource_id == resource_id && c.user_id == user_id => {
                 state.channels.remove(channel_id);
                 Ok(())
             }
@@ -413,12 +422,17 @@ impl CalendarProvider for FixtureProvider {
                 access_role: Some("owner".into()),
             },
             CalendarSummary {
-                id: SECOND_CALENDAR.into(),
+                id: second_calendar_id(user_id),
                 summary: "Tea club".into(),
                 time_zone: Some("UTC".into()),
                 primary: false,
                 access_role: Some("reader".into()),
             },
         ])
+    }
+
+    async fn disconnect(&self, _user_id: &str) -> Result<bool, ProviderError> {
+        // Fixture calendars need no account, so there is nothing to revoke.
+        Ok(false)
     }
 }

@@ -1,10 +1,13 @@
 //! Google Calendar API v3 over HTTPS (reqwest with rustls).
 //!
-//! Requests carry an OAuth access token obtained from the token endpoint with the
-//! configured refresh token, client id and secret (`grant_type=refresh_token`). The token
-//! is kept until a minute before it expires; a `401` from the API drops it and the request
-//! is tried once more with a fresh one (a token revoked early). One Google account serves
-//! every user of this backend, so the `user_id` of the port's calls does not reach Google.
+//! Requests carry an OAuth access token of the user whose calendar they touch, obtained
+//! at call time from that user's refresh token (sealed in the store, see
+//! [`crate::credentials`]) at the configured token endpoint. Access tokens are kept in
+//! memory per user until a minute before they expire, and only while the user's stored
+//! refresh token is still the one they came from; a `401` from the API drops the user's
+//! token and the request is tried once more with a fresh one (a token revoked early). A user who has not connected gets [`ProviderError::NotConnected`]. In the
+//! explicit single-tenant mode (`CALENDAR_SINGLE_TENANT=true`) one configured refresh
+//! token serves every user instead.
 //!
 //! Status codes say whether a retry can help: `410` is an expired sync token, `404` a
 //! channel or calendar that does not exist, `429`, `5xx`, rate-limit `403`s and network
@@ -12,6 +15,7 @@
 //! [`ProviderError::Rejected`]. Secrets are never logged; error messages quote Google's
 //! `error.message`, which names no credentials.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,78 +26,83 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{CalendarProvider, CalendarSummary, EventPage, ProviderError, WatchRequest, Watched};
+use crate::credentials::CredentialVault;
+use crate::keyring::KeyRingSource;
+use crate::oauth::{InvalidUrl, OAuthClient, OAuthSettings, http_url, transport_failed};
+use crate::secrets::TokenDigest;
 use crate::store::CalendarEvent;
+
+pub use crate::oauth::DEFAULT_TOKEN_URL;
 
 /// Google's Calendar API root.
 pub const DEFAULT_API_URL: &str = "https://www.googleapis.com/calendar/v3";
-/// Google's OAuth 2.0 token endpoint.
-pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
-/// Events asked for per page (Google's maximum is 2500; its default 250).
-const PAGE_SIZE: &str = "250";
-/// An access token is renewed this long before Google says it expires.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// Whose Google account serves a user.
+#[derive(Debug, Clone)]
+pub enum Accounts {
+    /// Each user connects their own (the default); their refresh tokens are sealed under
+    /// the key ring from `token_keys`.
+    PerUser {
+        /// `CALENDAR_TOKEN_KEYS_SECRET_ARN` or `CALENDAR_TOKEN_KEYS`; functions that never
+        /// touch a token go without.
+        token_keys: Option<KeyRingSource>,
+    },
+    /// `CALENDAR_SINGLE_TENANT=true`: one account's refresh token (`GOOGLE_REFRESH_TOKEN`)
+    /// serves every user (a deployment for one person or one team).
+    SingleTenant(SecretString),
+}
 
 /// How to reach Google.
 #[derive(Debug, Clone)]
 pub struct GoogleConfig {
     /// API root (`GOOGLE_CALENDAR_API_URL`), without a trailing `/`.
     pub api_url: String,
-    /// Token endpoint (`GOOGLE_OAUTH_TOKEN_URL`).
-    pub token_url: String,
-    /// OAuth client id (`GOOGLE_CLIENT_ID`).
-    pub client_id: String,
-    /// OAuth client secret (`GOOGLE_CLIENT_SECRET`).
-    pub client_secret: SecretString,
-    /// The account's refresh token (`GOOGLE_REFRESH_TOKEN`).
-    pub refresh_token: SecretString,
-    /// Bound on one request.
-    pub timeout: Duration,
+    /// OAuth endpoints and client credentials.
+    pub oauth: OAuthSettings,
+    /// Per-user accounts or the single-tenant one.
+    pub accounts: Accounts,
 }
+
+/// Where a user's refresh token comes from.
+#[derive(Debug, Clone)]
+pub enum RefreshTokens {
+    /// The user's own, from the vault.
+    PerUser(CredentialVault),
+    /// One for everyone (single-tenant mode).
+    SingleTenant(SecretString),
+}
+
+/// Events asked for per page (Google's maximum is 2500; its default 250).
+const PAGE_SIZE: &str = "250";
+/// An access token is renewed this long before Google says it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 struct AccessToken {
     token: SecretString,
     renew_at: Instant,
+    /// Digest of the refresh token it came from: a user who reconnected (perhaps another
+    /// Google account) or disconnected meanwhile no longer matches.
+    from: TokenDigest,
 }
 
 /// The Google Calendar adapter.
 pub struct GoogleCalendar {
     http: reqwest::Client,
     api: Url,
-    token_url: Url,
-    config: GoogleConfig,
-    access: tokio::sync::Mutex<Option<AccessToken>>,
+    oauth: OAuthClient,
+    tokens: RefreshTokens,
+    /// Access tokens by user id (one entry, `""`, in single-tenant mode). The lock is held
+    /// while a token is refreshed, so concurrent calls do not each ask for one.
+    access: tokio::sync::Mutex<HashMap<String, AccessToken>>,
 }
 
 impl std::fmt::Debug for GoogleCalendar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GoogleCalendar")
             .field("api", &self.api.as_str())
-            .field("token_url", &self.token_url.as_str())
+            .field("oauth", &self.oauth)
             .finish_non_exhaustive()
     }
-}
-
-/// A URL that is not one.
-#[derive(Debug, thiserror::Error)]
-#[error("{key} is not an http(s) URL")]
-pub struct InvalidUrl {
-    /// Which setting.
-    pub key: &'static str,
-}
-
-fn http_url(raw: &str, key: &'static str) -> Result<Url, InvalidUrl> {
-    Url::parse(raw.trim_end_matches('/'))
-        .ok()
-        .filter(|u| matches!(u.scheme(), "https" | "http") && !u.cannot_be_a_base())
-        .ok_or(InvalidUrl { key })
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -122,18 +131,6 @@ struct CalendarListAnswer {
     items: Vec<CalendarSummary>,
     #[serde(default)]
     next_page_token: Option<String>,
-}
-
-fn unavailable(err: &reqwest::Error) -> ProviderError {
-    // Said without the URL, which may carry a sync token.
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
-    ProviderError::Unavailable(format!("request to Google failed: {kind}"))
 }
 
 /// Google's error message from an error body, if it has one.
@@ -188,13 +185,15 @@ fn expiration(value: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
 }
 
 impl GoogleCalendar {
-    /// An adapter for `config`; fails on URLs that are not http(s).
-    pub fn new(config: GoogleConfig) -> Result<Self, InvalidUrl> {
+    /// An adapter for `config`, refresh tokens from `tokens`; fails on URLs that are not
+    /// http(s).
+    pub fn new(config: &GoogleConfig, tokens: RefreshTokens) -> Result<Self, InvalidUrl> {
         let api = http_url(&config.api_url, "GOOGLE_CALENDAR_API_URL")?;
-        let token_url = http_url(&config.token_url, "GOOGLE_OAUTH_TOKEN_URL")?;
+        let oauth = OAuthClient::new(&config.oauth)?;
+        let timeout = config.oauth.timeout;
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|_| InvalidUrl {
                 key: "GOOGLE_CALENDAR_API_URL",
@@ -202,9 +201,9 @@ impl GoogleCalendar {
         Ok(Self {
             http,
             api,
-            token_url,
-            config,
-            access: tokio::sync::Mutex::new(None),
+            oauth,
+            tokens,
+            access: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -217,69 +216,74 @@ impl GoogleCalendar {
         url
     }
 
-    /// A current access token: the kept one, or a new one from the token endpoint.
-    async fn access_token(&self, renew: bool) -> Result<SecretString, ProviderError> {
+    /// Whose token a call of `user_id` uses (the cache key).
+    fn account_of<'a>(&self, user_id: &'a str) -> &'a str {
+        match self.tokens {
+            RefreshTokens::PerUser(_) => user_id,
+            RefreshTokens::SingleTenant(_) => "",
+        }
+    }
+
+    /// The refresh token serving `user_id`.
+    async fn refresh_token(&self, user_id: &str) -> Result<SecretString, ProviderError> {
+        match &self.tokens {
+            RefreshTokens::SingleTenant(token) => Ok(token.clone()),
+            RefreshTokens::PerUser(vault) => vault.refresh_token(user_id).await?.ok_or_else(|| {
+                ProviderError::NotConnected(format!(
+                    "user {user_id} has not connected a Google Calendar: GET /calendar/{user_id}/connect"
+                ))
+            }),
+        }
+    }
+
+    /// A current access token for `user_id`: the kept one, or a new one from the token
+    /// endpoint.
+    async fn access_token(
+        &self,
+        user_id: &str,
+        renew: bool,
+    ) -> Result<SecretString, ProviderError> {
+        let account = self.account_of(user_id);
+        // Read on every call (one row, one decryption): a disconnect or a new connection,
+        // made through another function, takes effect at once.
+        let refresh = self.refresh_token(user_id).await?;
+        let from = TokenDigest::of(refresh.expose_secret());
         let mut access = self.access.lock().await;
         if !renew
-            && let Some(kept) = access.as_ref()
+            && let Some(kept) = access.get(account)
+            && kept.from == from
             && Instant::now() < kept.renew_at
         {
             return Ok(kept.token.clone());
         }
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", self.config.refresh_token.expose_secret()),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", self.config.client_secret.expose_secret()),
-        ];
-        let response = self
-            .http
-            .post(self.token_url.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| unavailable(&e))?;
-        if !status.is_success() {
-            let message = format!("token endpoint {status}: {}", google_message(&body));
-            tracing::warn!(%status, "OAuth token refresh refused");
-            // A refused grant (revoked or wrong credentials) needs new configuration.
-            return Err(
-                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                    ProviderError::Unavailable(message)
-                } else {
-                    ProviderError::Rejected(message)
-                },
-            );
-        }
-        let answer: TokenAnswer = serde_json::from_str(&body).map_err(|_| {
-            ProviderError::Unavailable("token endpoint answered without an access_token".into())
-        })?;
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        let token = SecretString::from(answer.access_token);
-        *access = Some(AccessToken {
-            token: token.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
-        });
+        let grant = self.oauth.refresh(&refresh).await?;
+        access.insert(
+            account.to_owned(),
+            AccessToken {
+                token: grant.token.clone(),
+                renew_at: Instant::now() + grant.lifetime.saturating_sub(EXPIRY_MARGIN),
+                from,
+            },
+        );
         tracing::debug!(
-            lifetime_s = lifetime.as_secs(),
+            lifetime_s = grant.lifetime.as_secs(),
             "OAuth access token refreshed"
         );
-        Ok(token)
+        Ok(grant.token)
     }
 
     /// Sends a request with a bearer token, renewing the token once on a `401`; returns
     /// the body of a success, or the error its status means.
     async fn call(
         &self,
+        user_id: &str,
         method: Method,
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<String, ProviderError> {
         let mut renew = false;
         loop {
-            let token = self.access_token(renew).await?;
+            let token = self.access_token(user_id, renew).await?;
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -287,9 +291,9 @@ impl GoogleCalendar {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(|e| unavailable(&e))?;
+            let response = request.send().await.map_err(|e| transport_failed(&e))?;
             let status = response.status();
-            let text = response.text().await.map_err(|e| unavailable(&e))?;
+            let text = response.text().await.map_err(|e| transport_failed(&e))?;
             if status.is_success() {
                 return Ok(text);
             }
@@ -326,8 +330,12 @@ impl CalendarProvider for GoogleCalendar {
             "token": request.token,
             "params": { "ttl": request.ttl.as_secs().to_string() },
         });
-        let answer: WatchAnswer =
-            Self::decode(&self.call(Method::POST, url, Some(&body)).await?, "watch")?;
+        let answer: WatchAnswer = Self::decode(
+            &self
+                .call(request.user_id, Method::POST, url, Some(&body))
+                .await?,
+            "watch",
+        )?;
         let expires_at = expiration(answer.expiration.as_ref()).unwrap_or_else(|| {
             Utc::now() + chrono::Duration::from_std(request.ttl).unwrap_or_default()
         });
@@ -337,15 +345,22 @@ impl CalendarProvider for GoogleCalendar {
         })
     }
 
-    async fn stop(&self, channel_id: &str, resource_id: &str) -> Result<(), ProviderError> {
+    async fn stop(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        resource_id: &str,
+    ) -> Result<(), ProviderError> {
         let url = self.url(&["channels", "stop"]);
         let body = json!({ "id": channel_id, "resourceId": resource_id });
-        self.call(Method::POST, url, Some(&body)).await.map(|_| ())
+        self.call(user_id, Method::POST, url, Some(&body))
+            .await
+            .map(|_| ())
     }
 
     async fn list_events(
         &self,
-        _user_id: &str,
+        user_id: &str,
         calendar_id: &str,
         sync_token: Option<&str>,
         page_token: Option<&str>,
@@ -361,8 +376,10 @@ impl CalendarProvider for GoogleCalendar {
                 query.append_pair("pageToken", page);
             }
         }
-        let answer: EventsAnswer =
-            Self::decode(&self.call(Method::GET, url, None).await?, "events.list")?;
+        let answer: EventsAnswer = Self::decode(
+            &self.call(user_id, Method::GET, url, None).await?,
+            "events.list",
+        )?;
         Ok(EventPage {
             items: answer.items,
             next_page_token: answer.next_page_token,
@@ -370,7 +387,7 @@ impl CalendarProvider for GoogleCalendar {
         })
     }
 
-    async fn list_calendars(&self, _user_id: &str) -> Result<Vec<CalendarSummary>, ProviderError> {
+    async fn list_calendars(&self, user_id: &str) -> Result<Vec<CalendarSummary>, ProviderError> {
         let mut calendars = Vec::new();
         let mut page: Option<String> = None;
         loop {
@@ -378,13 +395,32 @@ impl CalendarProvider for GoogleCalendar {
             if let Some(page) = &page {
                 url.query_pairs_mut().append_pair("pageToken", page);
             }
-            let answer: CalendarListAnswer =
-                Self::decode(&self.call(Method::GET, url, None).await?, "calendarList")?;
+            let answer: CalendarListAnswer = Self::decode(
+                &self.call(user_id, Method::GET, url, None).await?,
+                "calendarList",
+            )?;
             calendars.extend(answer.items);
             match answer.next_page_token {
                 Some(next) => page = Some(next),
                 None => return Ok(calendars),
             }
         }
+    }
+
+    async fn disconnect(&self, user_id: &str) -> Result<bool, ProviderError> {
+        let RefreshTokens::PerUser(vault) = &self.tokens else {
+            // The operator's account is not the user's to revoke.
+            return Ok(false);
+        };
+        let revoked = match vault.refresh_token(user_id).await? {
+            Some(token) => {
+                self.oauth.revoke(&token).await?;
+                tracing::info!(user_id, "Google refresh token revoked");
+                true
+            }
+            None => false,
+        };
+        self.access.lock().await.remove(user_id);
+        Ok(revoked)
     }
 }

@@ -1,8 +1,8 @@
 //! The calendar provider port: what this backend asks of Google Calendar (watch a
 //! calendar, stop a channel, list events incrementally, list calendars), with two adapters:
 //!
-//! - [`google`]: Google Calendar API v3 over HTTPS, with OAuth access tokens refreshed
-//!   through a configurable token endpoint;
+//! - [`google`]: Google Calendar API v3 over HTTPS, each user's calls made with that
+//!   user's own OAuth access token, refreshed through a configurable token endpoint;
 //! - [`fixture`]: deterministic calendars in memory, the embedded default of
 //!   `celeriac dev`, with a way to change an event and get the notification Google would
 //!   send.
@@ -93,6 +93,9 @@ pub enum ProviderError {
     /// help until configuration changes.
     #[error("calendar provider refused the request: {0}")]
     Rejected(String),
+    /// The user has not connected a Google account: nothing to call the provider with.
+    #[error("{0}")]
+    NotConnected(String),
 }
 
 impl ProviderError {
@@ -106,6 +109,7 @@ impl From<ProviderError> for celeriac_platform::Error {
     fn from(err: ProviderError) -> Self {
         match err {
             ProviderError::NotFound(what) => Self::NotFound(what),
+            ProviderError::NotConnected(what) => Self::Conflict(what),
             ProviderError::Unavailable(reason) => Self::Unavailable {
                 component: "calendar provider",
                 reason,
@@ -134,9 +138,14 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
     /// Watches a calendar's events (Google's `events.watch`).
     async fn watch(&self, request: &WatchRequest<'_>) -> Result<Watched, ProviderError>;
 
-    /// Stops a channel (Google's `channels.stop`); [`ProviderError::NotFound`] when the
-    /// provider does not know it (already stopped or expired).
-    async fn stop(&self, channel_id: &str, resource_id: &str) -> Result<(), ProviderError>;
+    /// Stops a channel of `user_id` (Google's `channels.stop`); [`ProviderError::NotFound`]
+    /// when the provider does not know it (already stopped or expired).
+    async fn stop(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        resource_id: &str,
+    ) -> Result<(), ProviderError>;
 
     /// One page of a calendar's events (Google's `events.list`): everything when
     /// `sync_token` is `None`, else what changed since it.
@@ -150,6 +159,10 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
 
     /// The user's calendars (Google's `calendarList.list`).
     async fn list_calendars(&self, user_id: &str) -> Result<Vec<CalendarSummary>, ProviderError>;
+
+    /// Gives up the user's access: revokes their own token at the provider, if they have
+    /// one, and forgets any kept access token. Returns whether a token was revoked.
+    async fn disconnect(&self, user_id: &str) -> Result<bool, ProviderError>;
 }
 
 /// The provider as handlers and tasks hold it.

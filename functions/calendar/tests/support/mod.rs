@@ -1,12 +1,19 @@
 //! What the calendar's tests share: a local stand-in of the Google Calendar API and its
-//! OAuth token endpoint, and a PostgreSQL schema per test.
+//! OAuth endpoints (consent, token, revocation), and a PostgreSQL schema per test.
 //!
 //! The stand-in answers with the shapes Google's API documents and returns (the same
-//! fields, `kind`s, error bodies and status codes, recorded from the API reference): one
-//! account, its calendars, events with a change log behind sync tokens, pages of a
-//! configurable size, `410 Gone` for a sync token it has expired, `401` for an access
-//! token it has revoked, and a switch that makes `events.list` fail with a status of the
-//! test's choosing. Counters let tests assert how often the API was called.
+//! fields, `kind`s, error bodies and status codes, recorded from the API reference): its
+//! calendars, events with a change log behind sync tokens, pages of a configurable size,
+//! `410 Gone` for a sync token it has expired, `401` for an access token it has revoked,
+//! and a switch that makes `events.list` fail with a status of the test's choosing.
+//! Counters let tests assert how often the API was called.
+//!
+//! Its OAuth side plays Google's authorization server: `/authorize` consents at once (as
+//! the user clicking "Allow") and redirects with a code bound to the PKCE challenge and
+//! redirect URI; `/token` exchanges such a code (checking the verifier) for a new refresh
+//! token, and refreshes access tokens; `/revoke` revokes a refresh token and its access
+//! tokens. Every API call is recorded with the refresh token behind its access token, so a
+//! test can tell whose account was used.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -15,16 +22,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
+use celeriac_calendar::oauth::OAuthSettings;
 use celeriac_calendar::provider::SharedProvider;
-use celeriac_calendar::provider::google::{GoogleCalendar, GoogleConfig};
+use celeriac_calendar::provider::google::{Accounts, GoogleCalendar, GoogleConfig, RefreshTokens};
 use celeriac_calendar::store::{CalendarEvent, EventTime};
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 pub const CLIENT_ID: &str = "1234567890-standin.apps.googleusercontent.com";
 pub const CLIENT_SECRET: &str = "GOCSPX-standin-secret";
@@ -52,11 +62,27 @@ pub struct StandinChannel {
     pub calendar_id: String,
 }
 
+/// An authorization code as `/authorize` issued it.
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    challenge: String,
+    redirect_uri: String,
+    scope: String,
+}
+
 #[derive(Debug, Default)]
 struct StandinState {
     calendars: HashMap<String, Calendar>,
     channels: HashMap<String, StandinChannel>,
-    access_token: Option<String>,
+    /// Live access tokens, each with the refresh token it came from.
+    access_tokens: HashMap<String, String>,
+    /// Refresh tokens issued by code exchange and not revoked.
+    refresh_tokens: Vec<String>,
+    /// Refresh tokens revoked at `/revoke`.
+    revoked: Vec<String>,
+    codes: HashMap<String, IssuedCode>,
+    /// The refresh token behind each API call, in order.
+    api_calls_by: Vec<String>,
     tokens_issued: u32,
     list_calls: u32,
     fail_lists_with: Option<u16>,
@@ -97,7 +123,9 @@ impl GoogleStandin {
             ..StandinState::default()
         }));
         let app = Router::new()
+            .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/revoke", post(revoke))
             .route("/calendar/v3/calendars/{calendar}/events", get(list_events))
             .route(
                 "/calendar/v3/calendars/{calendar}/events/watch",
@@ -118,21 +146,58 @@ impl GoogleStandin {
         self.state.lock().unwrap()
     }
 
-    /// The Google settings pointing at this stand-in.
-    pub fn config(&self) -> GoogleConfig {
-        GoogleConfig {
-            api_url: format!("{}/calendar/v3", self.url),
+    /// The OAuth endpoints of this stand-in.
+    pub fn oauth_settings(&self) -> OAuthSettings {
+        OAuthSettings {
+            authorization_url: format!("{}/authorize", self.url),
             token_url: format!("{}/token", self.url),
+            revoke_url: format!("{}/revoke", self.url),
             client_id: CLIENT_ID.into(),
             client_secret: SecretString::from(CLIENT_SECRET),
-            refresh_token: SecretString::from(REFRESH_TOKEN),
             timeout: Duration::from_secs(5),
         }
     }
 
-    /// The Google adapter pointing at this stand-in.
+    /// The Google settings pointing at this stand-in, in single-tenant mode (one account,
+    /// [`REFRESH_TOKEN`], for every user).
+    pub fn config(&self) -> GoogleConfig {
+        GoogleConfig {
+            api_url: format!("{}/calendar/v3", self.url),
+            oauth: self.oauth_settings(),
+            accounts: Accounts::SingleTenant(SecretString::from(REFRESH_TOKEN)),
+        }
+    }
+
+    /// The Google adapter pointing at this stand-in, single-tenant.
     pub fn provider(&self) -> SharedProvider {
-        Arc::new(GoogleCalendar::new(self.config()).unwrap())
+        Arc::new(
+            GoogleCalendar::new(
+                &self.config(),
+                RefreshTokens::SingleTenant(SecretString::from(REFRESH_TOKEN)),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Refresh tokens revoked so far.
+    pub fn revoked(&self) -> Vec<String> {
+        self.lock().revoked.clone()
+    }
+
+    /// Refresh tokens issued by code exchange (revoked ones included).
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .refresh_tokens
+            .iter()
+            .chain(&state.revoked)
+            .cloned()
+            .collect()
+    }
+
+    /// The refresh token behind each API call so far.
+    pub fn api_calls_by(&self) -> Vec<String> {
+        self.lock().api_calls_by.clone()
     }
 
     /// Creates or changes an event as a user would in Google Calendar.
@@ -211,9 +276,9 @@ impl GoogleStandin {
         self.lock().fail_lists_with = status;
     }
 
-    /// Revokes the current access token: the next API call gets `401`.
+    /// Revokes the current access tokens: the next API call gets `401`.
     pub fn revoke_access_token(&self) {
-        self.lock().access_token = None;
+        self.lock().access_tokens.clear();
     }
 
     /// `events.list` calls so far (failed ones included).
@@ -234,37 +299,124 @@ impl GoogleStandin {
 
 type Shared = State<Arc<Mutex<StandinState>>>;
 
-async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) -> Response {
-    let valid = form.get("grant_type").map(String::as_str) == Some("refresh_token")
-        && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-        && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
-        && form.get("refresh_token").map(String::as_str) == Some(REFRESH_TOKEN);
-    if !valid {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "invalid_grant", "error_description": "Bad Request" })),
-        )
-            .into_response();
-    }
-    let mut state = state.lock().unwrap();
-    state.tokens_issued += 1;
-    let access = format!("ya29.standin-{}", state.tokens_issued);
-    state.access_token = Some(access.clone());
-    Json(json!({
-        "access_token": access,
-        "expires_in": 3599,
-        "scope": "https://www.googleapis.com/auth/calendar",
-        "token_type": "Bearer",
-    }))
-    .into_response()
+fn oauth_error(error: &str, description: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
 }
 
-fn authorized(state: &StandinState, headers: &HeaderMap) -> bool {
+/// The consent page, as if the user allowed at once: a redirect with a fresh code.
+async fn authorize(State(state): Shared, Query(query): Query<HashMap<String, String>>) -> Response {
+    let get = |name: &str| query.get(name).cloned().unwrap_or_default();
+    if get("client_id") != CLIENT_ID
+        || get("response_type") != "code"
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").is_empty()
+        || get("redirect_uri").is_empty()
+    {
+        return oauth_error("invalid_request", "Required parameter is missing");
+    }
+    let mut state = state.lock().unwrap();
+    let code = format!("4/0standin-code-{}", state.codes.len() + 1);
+    state.codes.insert(
+        code.clone(),
+        IssuedCode {
+            challenge: get("code_challenge"),
+            redirect_uri: get("redirect_uri"),
+            scope: get("scope"),
+        },
+    );
+    let mut location = reqwest::Url::parse(&get("redirect_uri")).unwrap();
+    location
+        .query_pairs_mut()
+        .append_pair("state", &get("state"))
+        .append_pair("code", &code)
+        .append_pair("scope", &get("scope"));
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
+
+async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) -> Response {
+    let get = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
+        return oauth_error("invalid_client", "The OAuth client was not found.");
+    }
+    let mut state = state.lock().unwrap();
+    let (refresh, new_refresh, scope) = match get("grant_type") {
+        "authorization_code" => {
+            let Some(issued) = state.codes.remove(get("code")) else {
+                return oauth_error("invalid_grant", "Malformed auth code.");
+            };
+            let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(get("code_verifier").as_bytes()));
+            if challenge != issued.challenge {
+                return oauth_error("invalid_grant", "Invalid code verifier.");
+            }
+            if get("redirect_uri") != issued.redirect_uri {
+                return oauth_error("redirect_uri_mismatch", "Bad Request");
+            }
+            let refresh = format!("1//standin-user-refresh-{}", state.refresh_tokens.len() + 1);
+            state.refresh_tokens.push(refresh.clone());
+            (refresh.clone(), Some(refresh), issued.scope)
+        }
+        "refresh_token" => {
+            let refresh = get("refresh_token");
+            if refresh != REFRESH_TOKEN && !state.refresh_tokens.iter().any(|r| r == refresh) {
+                return oauth_error("invalid_grant", "Token has been expired or revoked.");
+            }
+            (
+                refresh.to_owned(),
+                None,
+                "https://www.googleapis.com/auth/calendar.readonly".to_owned(),
+            )
+        }
+        _ => return oauth_error("unsupported_grant_type", "Invalid grant_type"),
+    };
+    state.tokens_issued += 1;
+    let access = format!("ya29.standin-{}", state.tokens_issued);
+    state.access_tokens.insert(access.clone(), refresh);
+    let mut body = json!({
+        "access_token": access,
+        "expires_in": 3599,
+        "scope": scope,
+        "token_type": "Bearer",
+    });
+    if let Some(refresh) = new_refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    Json(body).into_response()
+}
+
+async fn revoke(State(state): Shared, Form(form): Form<HashMap<String, String>>) -> Response {
+    let token = form.get("token").cloned().unwrap_or_default();
+    let mut state = state.lock().unwrap();
+    let Some(at) = state.refresh_tokens.iter().position(|r| *r == token) else {
+        return oauth_error("invalid_token", "Token expired or revoked");
+    };
+    let refresh = state.refresh_tokens.remove(at);
+    state.access_tokens.retain(|_, r| *r != refresh);
+    state.revoked.push(refresh);
+    StatusCode::OK.into_response()
+}
+
+/// Whether the call carries a live access token; records whose account it is.
+fn authorized(state: &mut StandinState, headers: &HeaderMap) -> bool {
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    matches!((presented, &state.access_token), (Some(p), Some(current)) if p == current)
+    match presented.and_then(|p| state.access_tokens.get(p)).cloned() {
+        Some(refresh) => {
+            state.api_calls_by.push(refresh);
+            true
+        }
+        None => false,
+    }
 }
 
 fn unauthorized() -> Response {
@@ -282,7 +434,7 @@ async fn list_events(
     headers: HeaderMap,
 ) -> Response {
     let mut state = state.lock().unwrap();
-    if !authorized(&state, &headers) {
+    if !authorized(&mut state, &headers) {
         return unauthorized();
     }
     state.list_calls += 1;
@@ -364,7 +516,7 @@ async fn watch(
     Json(body): Json<Value>,
 ) -> Response {
     let mut state = state.lock().unwrap();
-    if !authorized(&state, &headers) {
+    if !authorized(&mut state, &headers) {
         return unauthorized();
     }
     let (Some(id), Some(address), Some("web_hook")) = (
@@ -410,7 +562,7 @@ async fn watch(
 
 async fn stop(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let mut state = state.lock().unwrap();
-    if !authorized(&state, &headers) {
+    if !authorized(&mut state, &headers) {
         return unauthorized();
     }
     let id = body["id"].as_str().unwrap_or_default();
@@ -429,8 +581,8 @@ async fn stop(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>)
 }
 
 async fn calendar_list(State(state): Shared, headers: HeaderMap) -> Response {
-    let state = state.lock().unwrap();
-    if !authorized(&state, &headers) {
+    let mut state = state.lock().unwrap();
+    if !authorized(&mut state, &headers) {
         return unauthorized();
     }
     Json(json!({
