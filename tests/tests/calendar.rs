@@ -18,10 +18,11 @@ async fn json_of(response: reqwest::Response) -> Value {
 }
 
 /// Waits until the task's state is final; returns its status document.
-async fn finished(http: &reqwest::Client, base: &str, task_id: &str) -> Value {
+async fn finished(http: &reqwest::Client, base: &str, task_id: &str, bearer: &str) -> Value {
     for _ in 0..300 {
         let response = http
             .get(format!("{base}/webhook/task-status/{task_id}"))
+            .bearer_auth(bearer)
             .send()
             .await
             .expect("GET");
@@ -95,7 +96,8 @@ async fn set_up_notify_and_read(server: &DevServer, outbox: &Path) {
     let setup = json_of(setup).await;
     let channel_id = setup["channel_id"].as_str().expect("channel id").to_owned();
     let initial = setup["initial_sync_task_id"].as_str().expect("sync task");
-    let initial = finished(&http, base, initial).await;
+    let initial_task = initial.to_owned();
+    let initial = finished(&http, base, initial, &mei_token).await;
     assert_eq!(initial["state"], "SUCCESS", "{initial}");
 
     // Every calendar route: anonymous 401; Kai's session on Mei's ids 404.
@@ -269,8 +271,24 @@ async fn set_up_notify_and_read(server: &DevServer, outbox: &Path) {
     let accepted = json_of(accepted).await;
     let duplicate = post(notification).await.expect("POST");
     assert_eq!(duplicate.status(), StatusCode::ACCEPTED);
-    let synced = finished(&http, base, accepted["task_id"].as_str().expect("task")).await;
+    let sync_task = accepted["task_id"].as_str().expect("task");
+    let synced = finished(&http, base, sync_task, &mei_token).await;
     assert_eq!(synced["state"], "SUCCESS", "{synced}");
+    // The syncs are Mei's: Kai and anonymous callers cannot read their state.
+    for task in [initial_task.as_str(), sync_task] {
+        for bearer in [kai_bearer, None] {
+            let status = send(
+                &http,
+                base,
+                Method::GET,
+                &format!("/webhook/task-status/{task}"),
+                bearer,
+                None,
+            )
+            .await;
+            assert_eq!(status.status(), StatusCode::NOT_FOUND, "{task}");
+        }
+    }
     assert_eq!(synced["result"]["upserted"], 1, "{synced}");
 
     let after = json_of(

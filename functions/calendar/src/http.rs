@@ -404,8 +404,10 @@ async fn receive_notification(
         resource_state: Some(state.to_owned()),
     };
     // One sync per notification, however often Google (or a retry) delivers it.
+    // The sync is the channel owner's: its status is theirs to read, not Google's.
     let options = SendOptions {
         idempotency_key: Some(format!("calendar-webhook:{channel_id}:{number}")),
+        owner: Some(channel.user_id.clone()),
         ..SendOptions::default()
     };
     let task_id = enqueue(&api, &args, options).await?;
@@ -580,6 +582,7 @@ async fn set_up_channel(
     };
     let options = SendOptions {
         idempotency_key: Some(format!("calendar-setup:{}", channel.id)),
+        owner: Some(channel.user_id.clone()),
         ..SendOptions::default()
     };
     let sync_task_id = match tasks

@@ -1,5 +1,5 @@
 //! The calendar store on PostgreSQL (tables from
-//! `shared/db/migrations/0004_calendar.sql` and `0006_calendar_credentials.sql`).
+//! `shared/db/migrations/0004_calendar.sql` and `0007_calendar_credentials.sql`).
 //!
 //! A sync is applied in one transaction: events, sync token and the channel's message
 //! number change together or not at all, so a sync that fails half-way is simply run
