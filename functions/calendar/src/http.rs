@@ -352,12 +352,15 @@ async fn receive_notification(
                 .ok_or_else(|| Error::BadRequest("X-Goog-Message-Number: a whole number".into()))
         })
         .transpose()?;
+    // Every header Google always sends is checked before the channel is looked up, so a
+    // malformed notification is a 400 whether or not the channel exists.
+    let token = header(&headers, "x-goog-channel-token")?
+        .ok_or_else(|| Error::BadRequest("X-Goog-Channel-Token: required".into()))?;
     let backend = &api.backend;
     let Some(channel) = backend.store.channel(channel_id).await? else {
         tracing::info!(channel_id, "notification for an unknown channel refused");
         return Err(Error::NotFound(format!("no channel {channel_id}")));
     };
-    let token = header(&headers, "x-goog-channel-token")?.unwrap_or_default();
     if !channel.token_digest.matches(token) {
         tracing::warn!(channel_id, user_id = %channel.user_id, "notification with a wrong channel token refused");
         return Err(Error::Forbidden(
