@@ -295,6 +295,6 @@ async fn text_without_letters_is_answered_and_only_blank_text_refused() {
     };
     assert!(matches!(
         engine.chat_reply(&blank).await,
-        Err(LlmError::Rejected(_))
+        Err(LlmError::Unusable(_))
     ));
 }
