@@ -12,7 +12,7 @@ use std::time::Duration;
 use celeriac_testkit::{DevServer, free_port, standin};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Client, json_of, signed_up, unique_email};
+use support::{Client, json_of, outbox_dir, signed_up, unique_email};
 
 const MEETING: &str = "Anna: Thanks for joining. The quarterly report is the main item.\n\
                        Anna: We need to submit the Q3 report to the board by Friday.\n\
@@ -90,13 +90,9 @@ async fn store_and_read(server: &DevServer, outbox: &Path) -> Value {
     conversation
 }
 
-fn outbox() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("celeriac-recall-outbox-{}", free_port()))
-}
-
 #[tokio::test]
 async fn a_conversation_about_a_deadline_on_embedded_defaults() {
-    let outbox = outbox();
+    let outbox = outbox_dir("recall");
     let server = DevServer::start(&[("MAIL_OUTBOX_DIR", outbox.display().to_string())]);
     let conversation = store_and_read(&server, &outbox).await;
     let items = conversation["ai_action_items"]
@@ -144,7 +140,7 @@ async fn a_conversation_created_while_the_queue_refuses_is_processed_after_the_r
     std::fs::create_dir_all(&dir).expect("redis dir");
     let redis_server = celeriac_testkit::OwnRedis::start(&bin, free_port(), &dir);
     let url = format!("redis://127.0.0.1:{}", redis_server.port);
-    let outbox = outbox();
+    let outbox = outbox_dir("recall");
     let server = DevServer::start(&[
         ("REDIS_URL", url.clone()),
         ("TASK_TRANSPORT", "redis".into()),
@@ -232,7 +228,7 @@ async fn the_same_with_redis_postgres_and_bedrock_on_llm_katan() {
         .query_async(&mut conn)
         .await
         .expect("flush");
-    let outbox = outbox();
+    let outbox = outbox_dir("recall");
     let server = DevServer::start(&[
         // Redis database 9 is this test's: login limits count per client IP.
         ("REDIS_URL", format!("{}/9", redis.trim_end_matches('/'))),

@@ -146,11 +146,6 @@ impl Adapters {
         Some(TaskClient::new(transport, TaskStore::new(kv), origin))
     }
 
-    /// Task records, when a key-value store is configured.
-    pub fn task_store(&self) -> Option<TaskStore> {
-        self.kv.clone().map(TaskStore::new)
-    }
-
     /// The health check over database, redis, queue and llm, each probed at most once per
     /// `HEALTH_INTERVAL_MS` however often health is asked (the model more rarely, see
     /// [`BedrockLlm::probe`]).

@@ -223,21 +223,12 @@ pub async fn new_outbox_link(dir: &Path, to: &str, marker: &str, known: &[&str])
     panic!("no new {marker} link to {to} in {}", dir.display());
 }
 
-/// Waits for the email to `to` in the file outbox at `dir`; returns its text part.
+/// Waits for the email to `to` in the file outbox at `dir`; returns its text part (the
+/// oldest, when there are several).
 pub async fn outbox_text(dir: &Path, to: &str) -> String {
     for _ in 0..200 {
-        if let Ok(listing) = std::fs::read_dir(dir) {
-            for entry in listing.flatten() {
-                let Ok(raw) = std::fs::read(entry.path()) else {
-                    continue;
-                };
-                let Ok(mail) = serde_json::from_slice::<Value>(&raw) else {
-                    continue;
-                };
-                if mail["to"].as_str().is_some_and(|t| t.contains(to)) {
-                    return mail["text"].as_str().unwrap_or_default().to_owned();
-                }
-            }
+        if let Some(text) = outbox_texts(dir, to).into_iter().next() {
+            return text;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
